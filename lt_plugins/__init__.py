@@ -1,0 +1,25 @@
+"""lt_plugins: strong lottery tickets in generators, found by moment matching.
+
+Example:
+    >>> import torch, lt_plugins as lt
+    >>> from lt_plugins.models import DCGANGenerator
+    >>> gen = lt.wrap(DCGANGenerator(nz=16, ngf=8, nc=1, image_size=32), lt.TicketConfig(density=0.1))
+    >>> gen(torch.randn(2, 16)).shape
+    torch.Size([2, 1, 32, 32])
+"""
+
+from .config import TicketConfig
+from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Density",
+    "TicketConfig",
+    "density",
+    "masks",
+    "merge",
+    "score_parameters",
+    "unwrap",
+    "wrap",
+]

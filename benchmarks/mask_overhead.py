@@ -1,0 +1,145 @@
+"""Cost of a masked search step next to a dense training step (DCGAN 64×64, ~3.6M weights).
+
+Three steps are timed side by side, interleaved round by round so machine noise hits all
+alike: a dense training step (Adam on the weights), our masked search step (Adam on the
+scores, kthvalue selection with the threshold hint, mask cached between steps) and a
+sort-based masked step as the reference implementations do it (full sort of every layer's
+scores on every forward). Peak memory of each comes from a fresh subprocess.
+
+    python benchmarks/mask_overhead.py [--batch 64] [--rounds 8] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+import lt_plugins as lt
+from lt_plugins.models import DCGANGenerator
+
+
+class SortScoreMask(nn.Module):
+    """Reference-style mask: sort all |scores| on every forward, straight-through to the scores."""
+
+    def __init__(self, scores: torch.Tensor, density: float) -> None:
+        super().__init__()
+        self.scores = nn.Parameter(scores)
+        self.k = max(1, round(density * scores.numel()))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        a = self.scores.abs()
+        order = a.flatten().sort().indices
+        mask = torch.zeros(a.numel(), device=a.device, dtype=a.dtype)
+        mask[order[-self.k:]] = 1
+        # straight-through: value of the mask, gradient of |scores|
+        return weight * (mask.view_as(a) + a - a.detach())
+
+
+def build(kind: str, device: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+    gen = DCGANGenerator(nz=100, ngf=64, nc=3, image_size=64).to(device)
+    if kind == "dense":
+        return gen, torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    if kind == "ours":
+        gen = lt.wrap(gen, lt.TicketConfig(density=0.1, seed=0))
+        return gen, torch.optim.Adam(lt.score_parameters(gen), lr=0.01, betas=(0.5, 0.999))
+    gen.requires_grad_(False)
+    scores = []
+    for module in gen.modules():
+        if isinstance(module, nn.ConvTranspose2d):
+            mask = SortScoreMask(torch.rand_like(module.weight) * 0.2 - 0.1, density=0.1)
+            parametrize.register_parametrization(module, "weight", mask)
+            scores.append(mask.scores)
+    return gen, torch.optim.Adam(scores, lr=0.01, betas=(0.5, 0.999))
+
+
+def make_step(kind: str, batch: int, device: str):
+    gen, opt = build(kind, device)
+    z = torch.randn(batch, 100, device=device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        gen(z).square().mean().backward()
+        opt.step()
+
+    return step
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_side_by_side(kinds: list[str], batch: int, rounds: int, steps: int, device: str) -> dict[str, list[float]]:
+    runners = {kind: make_step(kind, batch, device) for kind in kinds}
+    for run in runners.values():  # warm-up: allocator, kernels, first full selection
+        run(), run()
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind, run in runners.items():
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            sync(device)
+            times[kind].append((time.perf_counter() - start) / steps)
+    return times
+
+
+def _vm_hwm_kib() -> int:
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak over fork/exec.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+def _peak_memory_child(kind: str, batch: int, device: str, queue) -> None:
+    run = make_step(kind, batch, device)
+    for _ in range(3):
+        run()
+    if device.startswith("cuda"):
+        queue.put(torch.cuda.max_memory_allocated() / 2**20)
+    else:
+        queue.put(_vm_hwm_kib() / 1024)
+
+
+def peak_memory_mib(kind: str, batch: int, device: str) -> float:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_peak_memory_child, args=(kind, batch, device, queue))
+    proc.start()
+    value = queue.get(timeout=600)
+    proc.join()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
+    parser.add_argument("--steps", type=int, default=3, help="steps per kind per round")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    kinds = ["dense", "ours", "sort"]
+    times = time_side_by_side(kinds, args.batch, args.rounds, args.steps, args.device)
+    median = {kind: statistics.median(t) for kind, t in times.items()}
+    memory = {kind: peak_memory_mib(kind, args.batch, args.device) for kind in kinds}
+    mem_kind = "peak CUDA allocated" if args.device.startswith("cuda") else "peak process RSS"
+    print(f"DCGAN 64x64 (nz 100, ngf 64), batch {args.batch}, density 0.1, device {args.device}, "
+          f"{torch.get_num_threads()} threads, median of {args.rounds} rounds x {args.steps} steps")
+    print(f"{'step':<28}{'ms/step':>10}{'x dense':>10}{mem_kind + ' MiB':>26}")
+    labels = {"dense": "dense training", "ours": "masked search (lt_plugins)", "sort": "masked, sort every forward"}
+    for kind in kinds:
+        print(f"{labels[kind]:<28}{median[kind] * 1e3:>10.1f}{median[kind] / median['dense']:>10.3f}"
+              f"{memory[kind]:>26.0f}")
+    print(f"masked / dense = {median['ours'] / median['dense']:.3f} (target <= 1.10); "
+          f"sort-based / ours = {median['sort'] / median['ours']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

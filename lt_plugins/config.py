@@ -1,0 +1,123 @@
+"""`TicketConfig`: every knob of a ticket, validated, with a JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCOPES = ("layer", "global")
+WEIGHT_INITS = ("signed_constant", "kaiming_uniform", "kaiming_normal", "keep")
+SCORE_INITS = ("uniform", "kaiming_uniform")
+
+
+def _as_name_list(field_name: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        if not value:
+            raise ValueError(
+                f"TicketConfig.{field_name}=[] selects nothing; pass None to use the defaults "
+                "or list module names, suffixes or regexes."
+            )
+        return list(value)
+    raise ValueError(
+        f"TicketConfig.{field_name}={value!r} is not valid; pass a module name, a suffix, a regex, "
+        "or a list of them."
+    )
+
+
+@dataclass
+class TicketConfig:
+    """How a ticket is drawn: density, ranking scope, seed, weight/score init and targets.
+
+    Like PEFT configs, the fields are the documentation (see each field's ``help``).
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> cfg = lt.TicketConfig(density=0.1, seed=0, exclude_modules=["fc_out"])
+        >>> lt.TicketConfig.from_json(cfg.to_json()) == cfg
+        True
+    """
+
+    density: float = field(
+        default=0.1, metadata={"help": "Fraction of each masked weight tensor that is kept, 0 < d <= 1."}
+    )
+    scope: str = field(
+        default="layer",
+        metadata={"help": "'layer': keep the top density*n scores of every tensor; "
+                  "'global': rank all targeted scores together."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed the frozen weights and the scores are drawn from."})
+    weight_init: str = field(
+        default="signed_constant",
+        metadata={"help": "'signed_constant' (±gain/sqrt(fan_in)), 'kaiming_uniform', 'kaiming_normal', "
+                  "or 'keep' to mask the weights the model already holds (a pretrained base)."},
+    )
+    score_init: str = field(
+        default="uniform",
+        metadata={"help": "'uniform' (U(-0.1, 0.1), the reference default) or 'kaiming_uniform'."},
+    )
+    scale_fan: bool = field(
+        default=True,
+        metadata={"help": "Draw weights with the scale of the kept fan-in, gain/sqrt(density*fan_in), so "
+                  "activations keep their size once the mask removes 1-density of the inputs."},
+    )
+    target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Modules whose weights are masked: exact names, name suffixes or regexes. "
+                  "None: every floating `weight` with ndim >= 2 outside embedding tables."},
+    )
+    exclude_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules never masked, matched like target_modules."}
+    )
+    mask_bias: bool = field(default=False, metadata={"help": "Also mask the biases of targeted modules."})
+
+    def __post_init__(self) -> None:
+        d = self.density
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or math.isnan(d) or not 0 < d <= 1:
+            raise ValueError(
+                f"TicketConfig.density={d!r} is not valid; it is the fraction of weights kept and must be "
+                "a number with 0 < density <= 1 (e.g. 0.1 keeps 10%)."
+            )
+        self.density = float(d)
+        for name, allowed in (("scope", SCOPES), ("weight_init", WEIGHT_INITS), ("score_init", SCORE_INITS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TicketConfig.{name}={getattr(self, name)!r} is not valid; choose one of {list(allowed)}."
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"TicketConfig.seed={self.seed!r} is not valid; use an integer in [0, 2**63).")
+        for name in ("scale_fan", "mask_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TicketConfig.{name}={getattr(self, name)!r} is not valid; use True or False.")
+        self.target_modules = _as_name_list("target_modules", self.target_modules)
+        self.exclude_modules = _as_name_list("exclude_modules", self.exclude_modules)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TicketConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TicketConfig got unknown fields {unknown}; known fields are {sorted(known)}.")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> TicketConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"TicketConfig JSON is malformed: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"TicketConfig JSON must be an object, got {type(data).__name__}.")
+        return cls.from_dict(data)

@@ -1,0 +1,178 @@
+"""wrap / merge / unwrap / masks / density on every family, both scopes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from families import FAMILIES, FAMILY_IDS
+from torch import nn
+
+import lt_plugins as lt
+from lt_plugins.masking import TopKSelector, score_masks
+
+
+@pytest.fixture(params=FAMILIES, ids=FAMILY_IDS)
+def family(request):
+    return request.param
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_kept_count_is_exact(family, scope):
+    model = lt.wrap(family.build(), lt.TicketConfig(density=0.1, scope=scope, seed=3))
+    current = lt.masks(model)
+    assert current, "no weight was masked"
+    if scope == "layer":
+        for name, mask in current.items():
+            assert int(mask.sum()) == max(1, round(0.1 * mask.numel())), name
+    else:
+        total = sum(m.numel() for m in current.values())
+        assert lt.density(model).kept == round(0.1 * total)
+        assert len({round(v, 3) for v in lt.density(model).per_layer.values()}) > 1
+
+
+def test_output_changes_with_mask(family):
+    model = lt.wrap(family.build(), lt.TicketConfig(density=0.3, seed=0)).eval()
+    x = family.inputs()
+    before = family.output(model, x)
+    with torch.no_grad():
+        for scores in lt.score_parameters(model):
+            scores.copy_(torch.rand(scores.shape, generator=torch.Generator().manual_seed(7)))
+    after = family.output(model, x)
+    assert not torch.allclose(before, after)
+
+
+def test_only_scores_get_gradients(family):
+    model = lt.wrap(family.build(), lt.TicketConfig(density=0.2, seed=0))
+    family.output(model, family.inputs()).square().mean().backward()
+    score_ids = {id(p) for p in lt.score_parameters(model)}
+    for name, param in model.named_parameters():
+        if id(param) in score_ids:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert not param.requires_grad and param.grad is None, name
+
+
+def test_merge_keeps_output_and_state_dict_loads_into_fresh_instance(family):
+    model = lt.wrap(family.build(), lt.TicketConfig(density=0.1, seed=1)).eval()
+    x = family.inputs()
+    wrapped_out = family.output(model, x).detach()
+    merged = lt.merge(model)
+    assert not score_masks(merged)
+    torch.testing.assert_close(family.output(merged, x), wrapped_out, rtol=0, atol=0)
+    fresh = family.build().eval()
+    fresh.load_state_dict(merged.state_dict())
+    torch.testing.assert_close(family.output(fresh, x), wrapped_out, rtol=0, atol=0)
+
+
+def test_unwrap_restores_dense_trainable_model(family):
+    original = {n: p.requires_grad for n, p in family.build().named_parameters()}
+    model = lt.unwrap(lt.wrap(family.build(), lt.TicketConfig(density=0.1)))
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == original
+    assert all((p != 0).float().mean() > 0.5 for p in model.parameters() if p.ndim >= 2)
+
+
+class _TwoLayers(nn.Module):
+    def __init__(self, reverse: bool) -> None:
+        super().__init__()
+        order = ["b", "a"] if reverse else ["a", "b"]
+        for name in order:
+            torch.manual_seed(1234 if reverse else 99)  # the model's own init must not matter
+            setattr(self, name, nn.Linear(32, 32))
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("weight_init", ["signed_constant", "kaiming_uniform", "kaiming_normal"])
+def test_same_seed_same_weights_whatever_the_construction_order(weight_init):
+    def weights(reverse, seed):
+        model = lt.wrap(_TwoLayers(reverse), lt.TicketConfig(seed=seed, weight_init=weight_init))
+        return {n: p for n, p in model.state_dict().items() if n.endswith("original")}
+
+    first, second = weights(False, 5), weights(True, 5)
+    assert list(first) != list(second)  # registration order really differs
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    other = weights(False, 6)
+    assert all(not torch.equal(first[n], other[n]) for n in first)
+
+
+def test_signed_constant_scale_follows_kept_fan_in():
+    layer = lt.wrap(nn.Linear(100, 10), lt.TicketConfig(density=0.25, seed=0))
+    weight = layer.parametrizations.weight.original
+    assert torch.allclose(weight.abs(), torch.full_like(weight, math.sqrt(2.0) / math.sqrt(0.25 * 100)))
+
+
+def test_keep_masks_the_weights_the_model_holds():
+    layer = nn.Linear(20, 20)
+    before = layer.weight.detach().clone()
+    lt.wrap(layer, lt.TicketConfig(weight_init="keep", density=0.5))
+    assert torch.equal(layer.parametrizations.weight.original, before)
+
+
+def test_ties_do_not_change_the_kept_count():
+    layer = lt.wrap(nn.Linear(64, 64), lt.TicketConfig(density=0.1))
+    with torch.no_grad():
+        layer.parametrizations.weight[0].scores.fill_(0.5)
+    assert int(lt.masks(layer)["weight"].sum()) == round(0.1 * 64 * 64)
+
+
+def test_selector_with_hint_equals_full_selection():
+    torch.manual_seed(0)
+    scores = torch.rand(50_000)
+    hinted = TopKSelector()
+    for step in range(30):
+        scores += 0.002 * torch.randn_like(scores) * (10 if step % 7 == 6 else 1)
+        k = 4_000 + step
+        expected = torch.zeros_like(scores, dtype=torch.bool)
+        expected[scores.topk(k).indices] = True
+        assert torch.equal(hinted.mask(scores, k), expected), step
+
+
+def test_straight_through_gradient_is_grad_times_weight_times_sign():
+    layer = lt.wrap(nn.Linear(6, 3, bias=False), lt.TicketConfig(density=0.5, seed=0))
+    x = torch.randn(5, 6)
+    layer(x).sum().backward()
+    scores = layer.parametrizations.weight[0].scores
+    weight = layer.parametrizations.weight.original
+    grad_masked_weight = torch.ones(5, 3).T @ x
+    torch.testing.assert_close(scores.grad, grad_masked_weight * weight * scores.sign())
+
+
+def test_scores_get_updated_and_mask_follows():
+    layer = lt.wrap(nn.Linear(32, 32), lt.TicketConfig(density=0.1))
+    opt = torch.optim.SGD(lt.score_parameters(layer), lr=10.0)
+    first = lt.masks(layer)["weight"]
+    layer(torch.randn(8, 32)).square().sum().backward()
+    opt.step()
+    assert not torch.equal(first, lt.masks(layer)["weight"])
+
+
+def test_target_and_exclude_modules_select_by_name_suffix_and_regex():
+    from lt_plugins.models import DCGANGenerator
+
+    def masked(**kw):
+        return sorted(lt.masks(lt.wrap(DCGANGenerator(nz=8, ngf=8, nc=1, image_size=16), lt.TicketConfig(**kw))))
+
+    assert masked() == ["main.0.weight", "main.3.weight", "main.6.weight"]
+    assert masked(target_modules=["main.3"]) == ["main.3.weight"]
+    assert masked(target_modules=r"main\.[03]") == ["main.0.weight", "main.3.weight"]
+    assert masked(exclude_modules=["6"]) == ["main.0.weight", "main.3.weight"]
+    assert "main.0.bias" not in masked(mask_bias=True)  # DCGAN convs have no bias
+
+
+def test_mask_bias_masks_biases_too():
+    model = lt.wrap(nn.Linear(10, 10), lt.TicketConfig(mask_bias=True, density=0.3))
+    assert sorted(lt.masks(model)) == ["bias", "weight"]
+    assert int(lt.masks(model)["bias"].sum()) == 3
+
+
+def test_wrap_and_merge_on_cuda_when_available():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = lt.wrap(nn.Linear(16, 16), lt.TicketConfig(seed=4))
+    gpu = lt.wrap(nn.Linear(16, 16).cuda(), lt.TicketConfig(seed=4))
+    assert torch.equal(lt.masks(cpu)["weight"], lt.masks(gpu)["weight"].cpu())
+    assert torch.equal(cpu.parametrizations.weight.original, gpu.parametrizations.weight.original.cpu())
