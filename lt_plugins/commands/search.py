@@ -1,0 +1,254 @@
+"""`lt-plugins search`, `eval` and `demo`: find a ticket on images, and measure one.
+
+Every option of ``search`` can also come from a YAML file (``--config cfg.yaml``) whose keys
+are the option names with underscores (``steps: 600``); flags on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+GENERATORS = ("dcgan", "stylegan")
+
+
+@dataclass
+class SearchJob:
+    """Everything one ticket search needs; the fields mirror `lt-plugins search`'s options."""
+
+    family: str = "dcgan"
+    model_kwargs: dict[str, Any] | None = None
+    data: str = "mnist"
+    image_size: int = 32
+    density: float = 0.1
+    scope: str = "layer"
+    seed: int = 0
+    weight_init: str = "signed_constant"
+    objective: str = "moments"
+    steps: int = 600
+    batch_size: int = 64
+    lr: float | None = None
+    dense: bool = False
+    out: str = "out"
+    checkpoint_every: int = 100
+    resume: bool = False
+    device: str | None = None
+    eval_samples: int = 2000
+    progress: bool = True
+
+
+def build_generator(family: str, image_size: int, channels: int, kwargs: dict[str, Any] | None) -> nn.Module:
+    """A built-in generator of ``family`` making ``channels``×``image_size``² images."""
+    from ..models import DCGANGenerator, StyleGANGenerator
+
+    kwargs = dict(kwargs or {})
+    if family == "dcgan":
+        return DCGANGenerator(**{"nz": 100, "ngf": 32, "nc": channels, "image_size": image_size, **kwargs})
+    if family == "stylegan":
+        return StyleGANGenerator(**{"img_resolution": image_size, "img_channels": channels, **kwargs})
+    raise ValueError(f"family={family!r} is not a built-in generator; choose one of {list(GENERATORS)}.")
+
+
+def latent_dim_of(model: nn.Module) -> int:
+    """Size of z for a built-in generator."""
+    from ..adapters import adapter_for
+
+    adapter = adapter_for(model)
+    return adapter.latent_dim(adapter.spec(model))
+
+
+def evaluation_net(device: torch.device) -> nn.Module:
+    """The feature network of the reported metrics: trained from another seed than the loss's.
+
+    Measuring with the very network the search matched would reward overfitting its
+    features; an independently trained one does not share them.
+    """
+    from ..features import mnist_feature_net
+
+    return mnist_feature_net(device=device, seed=1)
+
+
+def run_search(job: SearchJob) -> dict[str, Any]:
+    """Search (or densely train) a generator on ``job.data``; save the ticket; return the report.
+
+    The report holds the FD of the random-init network and of the result (both measured
+    on ``job.eval_samples`` samples with `evaluation_net`), the seconds per step and the
+    paths written.
+    """
+    import lt_plugins as lt
+
+    from ..data import load_images
+    from ..features import mnist_feature_net
+    from ..metrics import evaluate
+
+    real = load_images(job.data, image_size=job.image_size)
+    device = torch.device(job.device) if job.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    generator = build_generator(job.family, job.image_size, real.shape[1], job.model_kwargs).to(device)
+    latent_dim = latent_dim_of(generator)
+    config = lt.TicketConfig(density=1.0 if job.dense else job.density, scope=job.scope, seed=job.seed,
+                             weight_init=job.weight_init)
+    generator = lt.wrap(generator, config)
+    if job.dense:
+        generator = lt.unwrap(generator)  # the same seeded start, every weight trainable
+
+    features = mnist_feature_net(device=device)
+    objective = lt.MomentMatching(features) if job.objective == "moments" else lt.MMD(features, seed=job.seed)
+    metric_net = evaluation_net(device)
+    before = evaluate(generator, real, metric_net, n=job.eval_samples, latent_dim=latent_dim, seed=job.seed)
+
+    out = Path(job.out)
+    search = lt.TicketSearch(
+        generator, objective, latent_dim, batch_size=job.batch_size, lr=job.lr, dense=job.dense,
+        output_dir=out / "search", checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device),
+        progress=job.progress,
+    )
+    began = time.perf_counter()
+    result = search.run(real, steps=job.steps, resume=job.resume)
+    seconds = time.perf_counter() - began
+    after = evaluate(generator, real, metric_net, n=job.eval_samples, latent_dim=latent_dim, seed=job.seed)
+    report = {
+        "family": job.family,
+        "dense": job.dense,
+        "density": 1.0 if job.dense else job.density,
+        "steps": job.steps,
+        "fd_random_init": before["fd"],
+        "fd": after["fd"],
+        "metrics": after,
+        "seconds": seconds,
+        "seconds_per_step": search.result.seconds_per_step,
+        "samples": str(out / "search" / "samples.png"),
+    }
+    if not job.dense:
+        result.metrics = {k: v for k, v in after.items() if isinstance(v, (int, float, str))}
+        report["ticket"] = str(result.save_pretrained(out / "ticket"))
+    return report
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    what = "dense network" if report["dense"] else f"ticket ({report['density']:.0%} of weights)"
+    print(f"FD random init: {report['fd_random_init']:.2f}")
+    print(f"FD {what}: {report['fd']:.2f}   ({report['steps']} steps, {report['seconds']:.0f} s, "
+          f"{report['seconds_per_step'] * 1e3:.0f} ms/step)")
+    m = report["metrics"]
+    print(f"precision {m['precision']:.3f}  recall {m['recall']:.3f}  density {m['density']:.3f}  "
+          f"coverage {m['coverage']:.3f}  [{m['n_fake']} fakes vs {m['n_real']} reals, features {m['feature_net']}]")
+    if "ticket" in report:
+        print(f"ticket: {report['ticket']}")
+    print(f"samples: {report['samples']}")
+
+
+def _job_from_args(args: argparse.Namespace) -> SearchJob:
+    fields = SearchJob.__dataclass_fields__
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    if isinstance(values.get("model_kwargs"), str):
+        values["model_kwargs"] = json.loads(values["model_kwargs"])
+    return SearchJob(**values)
+
+
+def _search(args: argparse.Namespace) -> None:
+    report = run_search(_job_from_args(args))
+    _print_report(report)
+
+
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    d = SearchJob()
+    parser.add_argument("--config", help="YAML file of options (keys = option names with underscores)")
+    parser.add_argument("--family", choices=GENERATORS, default=d.family, help="built-in generator family")
+    parser.add_argument("--model-kwargs", default=None,
+                        help='JSON of constructor arguments, e.g. \'{"ngf": 64}\' for dcgan or \'{"channel_max": 64}\'')
+    parser.add_argument("--data", default=d.data, help="'mnist' (ships with the package) or an image folder")
+    parser.add_argument("--image-size", type=int, default=d.image_size, help="side of the square images")
+    parser.add_argument("--density", type=float, default=d.density, help="fraction of weights kept, 0 < d <= 1")
+    parser.add_argument("--scope", choices=("layer", "global"), default=d.scope,
+                        help="rank scores per tensor (layer) or over the whole network (global)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the frozen weights, scores and latents")
+    parser.add_argument("--weight-init", default=d.weight_init,
+                        choices=("signed_constant", "kaiming_uniform", "kaiming_normal"), help="how weights are drawn")
+    parser.add_argument("--objective", choices=("moments", "mmd"), default=d.objective,
+                        help="feature moment matching (mean and variance) or its kernel form, MMD")
+    parser.add_argument("--steps", type=int, default=d.steps, help="optimisation steps")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="latents per step per process")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.01 scores, 2e-4 dense)")
+    parser.add_argument("--dense", action="store_true", help="train the weights instead (the dense baseline)")
+    parser.add_argument("--out", default=d.out, help="output folder: search/ (checkpoints, samples) and ticket/")
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                        help="steps between checkpoints and sample grids")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/search/checkpoint.pt")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--eval-samples", type=int, default=d.eval_samples, help="generated samples for FD/PRDC")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def load_yaml_defaults(parser: argparse.ArgumentParser, path: str) -> None:
+    """Make the options in the YAML file ``path`` the defaults of ``parser`` (flags still win)."""
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(values, dict):
+        parser.error(f"{path} must hold a mapping of option: value.")
+    known = {a.dest for a in parser._actions} - {"help", "config"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        parser.error(f"{path} has unknown options {unknown}; known: {sorted(known)}")
+    parser.set_defaults(**values)
+
+
+def add_search(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search", help="find a ticket by moment matching", description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_search_options(parser)
+    parser.set_defaults(func=_search, parser=parser)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from ..data import load_images
+    from ..metrics import evaluate
+    from ..ticket import Ticket
+
+    ticket = Ticket.from_pretrained(args.ticket)
+    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = ticket.apply().to(device)
+    real = load_images(args.data)
+    metrics = evaluate(model, real, evaluation_net(device), n=args.n, latent_dim=latent_dim_of(model), seed=args.seed)
+    print(json.dumps(metrics, indent=2))
+
+
+def add_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="FD and precision/recall/density/coverage of a ticket",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("ticket", help="ticket folder or Hub repo id (built-in families)")
+    parser.add_argument("--data", default="mnist", help="real images: 'mnist' or an image folder")
+    parser.add_argument("--n", type=int, default=2000, help="generated samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation latents")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.set_defaults(func=_eval)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    job = SearchJob(out=args.out, steps=args.steps, eval_samples=args.eval_samples, device=args.device)
+    print(f"lt-plugins demo: a {job.density:.0%} ticket in a random DCGAN (32x32, MNIST), {job.steps} steps of "
+          "moment matching; no weight is trained.")
+    _print_report(run_search(job))
+
+
+def add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="find a 10%% ticket on the shipped MNIST and print its FD",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", default="demo_out", help="output folder")
+    parser.add_argument("--steps", type=int, default=SearchJob.steps, help="search steps")
+    parser.add_argument("--eval-samples", type=int, default=2000, help="generated samples for FD")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.set_defaults(func=_demo)

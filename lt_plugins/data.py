@@ -1,0 +1,283 @@
+"""Images for the search and the metrics, as float tensors in [-1, 1].
+
+The package ships the MNIST test split (10,000 digits, IDX format, gzip) so that the
+demo, the tests and the benchmarks run offline; `load_images` turns a user's own images
+(a tensor, a torch Dataset or a folder of PNG/JPEG files) into the same layout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, TensorDataset
+
+MNIST_DIR = Path(__file__).parent / "data" / "mnist"
+"""Folder of the shipped MNIST test split (``t10k-images-idx3-ubyte.gz`` + labels)."""
+
+MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+# PIL modes that hold one grey channel; anything else is read as RGB.
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def load_mnist(
+    image_size: int = 32, limit: int | None = None, with_labels: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The shipped MNIST test split as a float32 tensor ``(N, 1, S, S)`` in [-1, 1].
+
+    Pixel ``v`` (0..255) becomes ``v / 127.5 - 1``, so the background is exactly -1.
+    ``image_size=32`` centres the 28×28 digits on a 32×32 canvas (2 pixels of background
+    on each side, no interpolation); ``28`` gives the original images; any other size
+    resizes the 32×32 canvas (bilinear, antialiased), so digits keep the same framing.
+    ``limit`` keeps the first ``limit`` images; ``with_labels`` also returns the int64
+    labels.
+
+    Example:
+        >>> x = load_mnist(limit=8)
+        >>> tuple(x.shape), x.min().item(), x.max().item()
+        ((8, 1, 32, 32), -1.0, 1.0)
+        >>> x, y = load_mnist(image_size=28, limit=3, with_labels=True)
+        >>> tuple(x.shape), y.tolist()
+        ((3, 1, 28, 28), [7, 2, 1])
+    """
+    _check_size(image_size)
+    raw_images = gzip.decompress((MNIST_DIR / MNIST_FILES[0]).read_bytes())
+    images = np.frombuffer(raw_images, np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    if limit is not None:
+        if not isinstance(limit, int) or not 1 <= limit <= len(images):
+            raise ValueError(
+                f"limit={limit!r} is out of range: the shipped MNIST split has "
+                f"{len(images)} images; pass an int in 1..{len(images)} or None for all."
+            )
+        images = images[:limit]
+    x = torch.from_numpy(images.astype(np.float32)) / 127.5 - 1.0
+    if image_size != 28:
+        x = F.pad(x, (2, 2, 2, 2), value=-1.0)
+        x = _resize(x, image_size)
+    if not with_labels:
+        return x
+    raw_labels = gzip.decompress((MNIST_DIR / MNIST_FILES[1]).read_bytes())
+    labels = np.frombuffer(raw_labels, np.uint8, offset=8)[: len(x)]
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def load_images(
+    source: Any,
+    image_size: int | None = None,
+    channels: int | None = None,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+) -> torch.Tensor:
+    """Real images as a float32 tensor ``(N, C, H, W)`` in [-1, 1], on the CPU.
+
+    ``source`` may be:
+
+    - a tensor ``(N, C, H, W)``: uint8 is read as 0..255; a float tensor is assumed to
+      be in ``value_range`` — [-1, 1] by default, pass ``(0, 1)`` for ``ToTensor()``
+      images — and values outside it are refused;
+    - a torch ``Dataset`` whose items are images or ``(image, label, ...)`` tuples, each
+      image a tensor ``(C, H, W)`` (same rules as above) or a PIL image;
+    - a folder path: every ``.png``/``.jpg``/``.jpeg`` below it, in sorted path order;
+    - the string ``"mnist"``: the shipped MNIST test split (see `load_mnist`).
+
+    ``image_size`` resizes to ``image_size × image_size`` (bilinear, antialiased) and is
+    needed when the images differ in size; ``channels`` converts to 1 (luma) or 3
+    (grey repeated) channels.
+
+    Example:
+        >>> x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+        >>> tuple(load_images(x, image_size=32, channels=1).shape)
+        (4, 1, 32, 32)
+        >>> tuple(load_images(torch.rand(2, 1, 8, 8), value_range=(0, 1)).shape)
+        (2, 1, 8, 8)
+        >>> tuple(load_images("mnist", image_size=64).shape)
+        (10000, 1, 64, 64)
+    """
+    if image_size is not None:
+        _check_size(image_size)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels={channels!r} is not supported; pass 1, 3 or None.")
+    if isinstance(source, str) and source.lower() == "mnist":
+        return _convert(load_mnist(image_size or 32), None, channels, (-1.0, 1.0))
+    if isinstance(source, torch.Tensor):
+        return _convert(source, image_size, channels, value_range)
+    if isinstance(source, TensorDataset):
+        return _convert(source.tensors[0], image_size, channels, value_range)
+    if isinstance(source, Dataset):
+        return _from_items(_dataset_items(source), image_size, channels, value_range)
+    if isinstance(source, (str, os.PathLike)):
+        return _from_items(_folder_items(Path(source), channels), image_size, channels, value_range)
+    raise TypeError(
+        f"load_images cannot read a {type(source).__name__}; pass a tensor (N, C, H, W), "
+        "a torch Dataset, an image folder path or 'mnist'."
+    )
+
+
+def _check_size(image_size: int) -> None:
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size={image_size!r} must be a positive int, e.g. 32.")
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _convert(
+    x: torch.Tensor,
+    image_size: int | None,
+    channels: int | None,
+    value_range: tuple[float, float],
+) -> torch.Tensor:
+    """A batch (N, C, H, W) of any supported dtype -> float32 in [-1, 1], resized."""
+    if x.ndim != 4:
+        raise ValueError(
+            f"expected images shaped (N, C, H, W) but got {x.ndim} dims {tuple(x.shape)}; "
+            "add a channel axis with x.unsqueeze(1) for (N, H, W) grey images, or move "
+            "channels first with x.permute(0, 3, 1, 2) for (N, H, W, C)."
+        )
+    if len(x) == 0:
+        raise ValueError("got an empty image tensor (N = 0); pass at least one image.")
+    x = x.detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 127.5 - 1.0
+    elif x.is_floating_point():
+        x = _rescale(x.float(), value_range)
+    else:
+        raise ValueError(
+            f"images of dtype {x.dtype} are not supported; pass uint8 (0..255) or a "
+            f"float tensor in {value_range}."
+        )
+    if channels is not None and x.shape[1] != channels:
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        elif x.shape[1] == 3:
+            luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            x = (x * luma).sum(1, keepdim=True)
+        else:
+            raise ValueError(
+                f"cannot convert {x.shape[1]} channels to {channels}; only 1 <-> 3 is "
+                "supported. Drop extra channels (e.g. alpha) first: x[:, :3]."
+            )
+    return _resize(x, image_size) if image_size is not None else x
+
+
+def _rescale(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    low, high = value_range
+    if not high > low:
+        raise ValueError(f"value_range={value_range!r} must be (low, high) with high > low.")
+    lo, hi = x.min().item(), x.max().item()
+    # Round-off from (x - 0.5) / 0.5 style normalisation may overshoot by a few ulps.
+    tol = 1e-4 * (high - low)
+    if not (lo >= low - tol and hi <= high + tol):
+        raise ValueError(
+            f"image values span [{lo:.4g}, {hi:.4g}], outside the assumed range "
+            f"{tuple(value_range)}; pass value_range=(low, high) matching your data "
+            "(e.g. (0, 255) or (0, 1)), or uint8 images."
+        )
+    if tuple(value_range) == (-1.0, 1.0) and lo >= 0.0:
+        warnings.warn(
+            "all image values are >= 0 although value_range is (-1, 1); if these are "
+            "ToTensor() images in [0, 1], pass value_range=(0, 1).",
+            stacklevel=3,
+        )
+    return ((x - low) / (high - low) * 2.0 - 1.0).clamp_(-1.0, 1.0)
+
+
+def _dataset_items(dataset: Dataset) -> list[torch.Tensor]:
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(
+            f"{type(dataset).__name__} has no len(); pass a map-style Dataset or stack "
+            "its images into a tensor."
+        ) from None
+    if n == 0:
+        raise ValueError(f"the dataset {type(dataset).__name__} is empty; pass one with images.")
+    items = []
+    for i in range(n):
+        item = dataset[i]
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        items.append(_item_tensor(item))
+    return items
+
+
+def _item_tensor(item: Any) -> torch.Tensor:
+    if isinstance(item, torch.Tensor):
+        if item.ndim != 3:
+            raise ValueError(
+                f"dataset images must be (C, H, W) tensors but one is {tuple(item.shape)}; "
+                "add a channel axis (x.unsqueeze(0)) in the dataset's transform."
+            )
+        return item
+    if hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
+        return _pil_tensor(item, None)
+    raise ValueError(
+        f"dataset items must be image tensors, PIL images or (image, label) pairs, "
+        f"not {type(item).__name__}."
+    )
+
+
+def _pil_tensor(image: Any, channels: int | None) -> torch.Tensor:
+    if channels is None:
+        channels = 1 if image.mode in _GREY_MODES else 3
+    image = image.convert("L" if channels == 1 else "RGB")
+    array = np.asarray(image, dtype=np.uint8).reshape(image.height, image.width, channels)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def _folder_items(folder: Path, channels: int | None) -> list[torch.Tensor]:
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise ValueError(
+            f"{str(folder)!r} is not a folder; pass a folder of PNG/JPEG images, a tensor, "
+            "a Dataset or 'mnist'."
+        )
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {str(folder)!r}; "
+            "put PNG or JPEG files there or point to the folder that holds them."
+        )
+    if channels is None:
+        # One channel count for the whole folder: grey only if every image is grey
+        # (opening reads the header only).
+        modes = set()
+        for path in paths:
+            with Image.open(path) as image:
+                modes.add(image.mode)
+        channels = 1 if modes <= _GREY_MODES else 3
+    items = []
+    for path in paths:
+        with Image.open(path) as image:
+            items.append(_pil_tensor(image, channels))
+    return items
+
+
+def _from_items(
+    items: list[torch.Tensor],
+    image_size: int | None,
+    channels: int | None,
+    value_range: tuple[float, float],
+) -> torch.Tensor:
+    if len({(tuple(t.shape), t.dtype) for t in items}) == 1:
+        return _convert(torch.stack(items), image_size, channels, value_range)
+    converted = [_convert(t[None], image_size, channels, value_range) for t in items]
+    shapes = sorted({tuple(t.shape[1:]) for t in converted})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"the images differ in shape ({len(shapes)} shapes, e.g. {shapes[:3]}); pass "
+            "image_size=... and channels=... to make them one size."
+        )
+    return torch.cat(converted)

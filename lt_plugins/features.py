@@ -1,0 +1,354 @@
+"""Feature extractors: frozen networks mapping images in [-1, 1] to a list of feature maps.
+
+The moment-matching objective and the metrics take any ``nn.Module`` with that contract.
+Two ship here: `MNISTFeatureNet`, a small CNN that `mnist_feature_net` trains locally and
+deterministically on the shipped MNIST split (no download, cached), and `TimmFeatures`,
+which wraps any timm ``features_only`` backbone. `feature_key` names an extractor's exact
+weights, so cached real-data moments are never reused with another network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import _io
+from .data import MNIST_DIR, MNIST_FILES, load_mnist
+
+logger = logging.getLogger(__name__)
+
+HOLDOUT_EVERY = 5
+"""`mnist_feature_net` never trains on MNIST images whose index is a multiple of this
+(2,000 of the 10,000), so they measure its accuracy: ``load_mnist()[::HOLDOUT_EVERY]``."""
+
+# Everything that determines the trained weights; its hash (with the data bytes) names the
+# cache file, so changing any entry retrains.
+_RECIPE: dict[str, Any] = {
+    "net": "MNISTFeatureNet/1",
+    "image_size": 32,
+    "holdout_every": HOLDOUT_EVERY,
+    "seed": 0,
+    "epochs": 6,
+    "batch_size": 64,
+    "optimizer": "Adam",
+    "lr": 1e-2,
+    "schedule": "OneCycleLR",
+}
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+
+class MNISTFeatureNet(nn.Module):
+    """A small digit classifier whose forward returns its features.
+
+    Three conv blocks (32, 64, 128 channels; 3×3 conv, ReLU, 2×2 max-pool; no batch
+    norm), global average pooling and a 128-d linear embedding; `classify` adds the
+    10-way head. ``forward`` takes ``(N, 1, H, W)`` images in [-1, 1] (any H, W; 32 is
+    what it is trained on) and returns ``[block1, block2, block3, embedding]`` with
+    shapes ``(N, 32, H/2, W/2)``, ``(N, 64, H/4, W/4)``, ``(N, 128, H/8, W/8)``,
+    ``(N, 128)``. Untrained here; `mnist_feature_net` gives the trained one.
+
+    Example:
+        >>> net = MNISTFeatureNet()
+        >>> [tuple(f.shape) for f in net(torch.zeros(2, 1, 32, 32))]
+        [(2, 32, 16, 16), (2, 64, 8, 8), (2, 128, 4, 4), (2, 128)]
+        >>> tuple(net.classify(torch.zeros(2, 1, 32, 32)).shape)
+        (2, 10)
+    """
+
+    name = "mnist_feature_net"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([_block(1, 32), _block(32, 64), _block(64, 128)])
+        self.embed = nn.Linear(128, 128)
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(
+                f"MNISTFeatureNet takes grey images (N, 1, H, W) but got {tuple(x.shape)}; "
+                "convert RGB to grey first, e.g. x.mean(1, keepdim=True)."
+            )
+        features = []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        features.append(self.embed(x.mean((2, 3))))
+        return features
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(N, 10)`` for images ``(N, 1, H, W)`` in [-1, 1]."""
+        return self.head(F.relu(self(x)[-1]))
+
+
+def mnist_feature_net(
+    device: str | torch.device | None = None, cache_dir: str | Path | None = None, seed: int = 0
+) -> MNISTFeatureNet:
+    """The trained `MNISTFeatureNet`, frozen and in eval mode, on ``device``.
+
+    The first call trains it on the CPU from a fixed seed on the shipped MNIST test split
+    (8,000 images; every `HOLDOUT_EVERY`-th one is held out; about 40 s on one thread, ~98%
+    held-out accuracy) and caches the weights as safetensors in
+    ``<cache_dir>/feature_nets/`` (default cache folder ``$LT_PLUGINS_CACHE`` or
+    ``~/.cache/lt_plugins``), named by a hash of the training recipe and the data file
+    bytes. Later calls load that file. Nothing is downloaded.
+
+    ``seed`` trains another, independent network with the same recipe: measure with one
+    seed what was optimised against another, so a metric cannot be won by overfitting the
+    very features the loss matched.
+
+    Example:
+        >>> net = mnist_feature_net()
+        >>> x = load_mnist(limit=4)
+        >>> net.classify(x).argmax(1).tolist()
+        [7, 2, 1, 0]
+    """
+    folder = Path(cache_dir) / "feature_nets" if cache_dir is not None else _io.cache_dir("feature_nets")
+    recipe = {**_RECIPE, "seed": seed}
+    path = folder / f"mnist_feature_net-{_recipe_key(recipe)[:16]}.safetensors"
+    # Built on "meta" and filled by assignment: no throw-away init draws from the
+    # caller's global random state.
+    with torch.device("meta"):
+        net = MNISTFeatureNet()
+    state = None
+    if path.exists():
+        try:
+            state = load_file(path)
+            net.load_state_dict(state, assign=True)
+        except Exception as error:  # a damaged or foreign file must not block the user
+            warnings.warn(f"ignoring unreadable cached weights {path} ({error}); retraining.")
+            state = None
+    if state is None:
+        state = _train(recipe)
+        net.load_state_dict(state, assign=True)
+        with _io.atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"recipe": json.dumps(recipe, sort_keys=True)})
+    return net.to(device).eval().requires_grad_(False)
+
+
+def _recipe_key(recipe: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
+    for name in MNIST_FILES:
+        digest.update((MNIST_DIR / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _train(recipe: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Train a fresh `MNISTFeatureNet` on the CPU; same recipe -> same weights."""
+    start = time.perf_counter()
+    logger.info("Training the MNIST feature network once (about 40 s); it is cached afterwards.")
+    images, labels = load_mnist(recipe["image_size"], with_labels=True)
+    train = torch.arange(len(images)) % recipe["holdout_every"] != 0
+    images, labels = images[train], labels[train]
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    # CPU kernels split their reductions by thread count, so one thread is what makes the
+    # weights the same on every machine (measured: 1 vs 2 threads gave other weights).
+    torch.set_num_threads(1)
+    try:
+        # fork_rng: the fixed seed must not reset the caller's global random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe["seed"])
+            net = MNISTFeatureNet()
+            shuffle = torch.Generator().manual_seed(recipe["seed"])
+            optimizer = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
+            batch = recipe["batch_size"]
+            steps_per_epoch = -(-len(images) // batch)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, recipe["lr"], total_steps=recipe["epochs"] * steps_per_epoch
+            )
+            for _ in range(recipe["epochs"]):
+                order = torch.randperm(len(images), generator=shuffle)
+                for i in range(0, len(images), batch):
+                    index = order[i : i + batch]
+                    loss = F.cross_entropy(net.classify(images[index]), labels[index])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.set_num_threads(threads)
+    logger.info("Trained the MNIST feature network in %.1f s.", time.perf_counter() - start)
+    return net.state_dict()
+
+
+class TimmFeatures(nn.Module):
+    """A timm ``features_only`` backbone as a frozen feature extractor.
+
+    ``model`` is a timm model name, built offline with random weights
+    (``timm.create_model(model, features_only=True, pretrained=False)``), or an
+    already-built module returning a list of feature maps. ``pretrained=True`` loads
+    weights only from a local file given as ``pretrained_cfg_overlay=dict(file=...)``;
+    nothing is ever downloaded. ``forward`` takes images ``(N, C, H, W)`` in [-1, 1],
+    repeats grey images to ``in_chans`` channels (inferred from the first convolution
+    when not given), resizes to ``input_size`` if set, normalises with the backbone's
+    ``pretrained_cfg`` mean/std (identity when it has none) and returns the feature maps
+    of ``out_indices``. It stays in eval mode: ``.train()`` on a parent does not switch
+    its batch norm to batch statistics.
+
+    Example:
+        >>> features = TimmFeatures("resnet18", out_indices=(1, 2), input_size=64)
+        >>> [tuple(f.shape) for f in features(torch.zeros(2, 1, 32, 32))]
+        [(2, 64, 16, 16), (2, 128, 8, 8)]
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module,
+        pretrained: bool = False,
+        out_indices: tuple[int, ...] | None = None,
+        input_size: int | None = None,
+        in_chans: int | None = None,
+        pretrained_cfg_overlay: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(model, str):
+            self.backbone = _create_timm(model, pretrained, out_indices, in_chans, pretrained_cfg_overlay)
+            self.name = f"timm/{model}" + ("" if pretrained else " (random init)")
+        elif isinstance(model, nn.Module):
+            if pretrained or out_indices is not None or pretrained_cfg_overlay is not None:
+                raise ValueError(
+                    "pretrained, out_indices and pretrained_cfg_overlay apply only when "
+                    "TimmFeatures builds the model from a name; set them when you build "
+                    "the module yourself (timm.create_model(..., features_only=True, ...))."
+                )
+            self.backbone = model
+            self.name = type(model).__name__
+        else:
+            raise TypeError(f"model must be a timm model name or an nn.Module, not {type(model).__name__}.")
+        self.in_chans = in_chans or _first_conv_channels(self.backbone)
+        self.input_size = input_size
+        cfg = getattr(self.backbone, "pretrained_cfg", None) or {}
+        self.register_buffer("mean", _per_channel(cfg.get("mean", (0.5,)), self.in_chans))
+        self.register_buffer("std", _per_channel(cfg.get("std", (0.5,)), self.in_chans))
+        self.requires_grad_(False)
+        self.eval()
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, in_chans={self.in_chans}, input_size={self.input_size}"
+
+    def train(self, mode: bool = True) -> TimmFeatures:
+        # A frozen extractor: batch norm must keep its running statistics whatever the
+        # caller's mode (the reference code's BN in training mode is a trap we avoid).
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.ndim != 4:
+            raise ValueError(f"expected images (N, C, H, W) but got shape {tuple(x.shape)}.")
+        if x.shape[1] != self.in_chans:
+            if x.shape[1] != 1:
+                raise ValueError(
+                    f"the backbone takes {self.in_chans} channels but the images have "
+                    f"{x.shape[1]}; convert them (only grey images are repeated)."
+                )
+            x = x.expand(-1, self.in_chans, -1, -1)
+        if self.input_size is not None and x.shape[-2:] != (self.input_size, self.input_size):
+            size = (self.input_size, self.input_size)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        features = self.backbone(((x + 1) / 2 - self.mean) / self.std)
+        if isinstance(features, torch.Tensor):
+            raise ValueError(
+                f"{self.name} returned one tensor, not a list of feature maps; build it "
+                "with timm.create_model(name, features_only=True)."
+            )
+        return list(features)
+
+
+def _create_timm(
+    name: str,
+    pretrained: bool,
+    out_indices: tuple[int, ...] | None,
+    in_chans: int | None,
+    overlay: dict[str, Any] | None,
+) -> nn.Module:
+    import timm
+
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        raise ValueError(
+            f"{name!r} would be fetched from the Hugging Face Hub; lt_plugins never downloads "
+            "at run time. Download it yourself and pass the built module, or a local "
+            "weights file via pretrained_cfg_overlay=dict(file=...)."
+        )
+    if pretrained:
+        file = (overlay or {}).get("file")
+        if not file:
+            raise ValueError(
+                "pretrained=True would download weights, which lt_plugins never does; pass "
+                "pretrained_cfg_overlay=dict(file='/path/to/weights.safetensors') or an "
+                "already-built module."
+            )
+        if not Path(file).is_file():
+            raise ValueError(f"pretrained weights file {str(file)!r} does not exist; check the path.")
+    kwargs: dict[str, Any] = {}
+    if overlay is not None:
+        kwargs["pretrained_cfg_overlay"] = overlay
+    if out_indices is not None:
+        kwargs["out_indices"] = tuple(out_indices)
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    return timm.create_model(name, features_only=True, pretrained=pretrained, **kwargs)
+
+
+def _first_conv_channels(module: nn.Module) -> int:
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            return layer.in_channels
+    raise ValueError(
+        f"cannot infer the input channels of {type(module).__name__} (no Conv2d found); pass in_chans=."
+    )
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> torch.Tensor:
+    value = torch.tensor(values, dtype=torch.float32)
+    if value.numel() != channels:
+        # e.g. ImageNet's RGB statistics for a backbone rebuilt with in_chans=1.
+        value = value.mean().expand(channels)
+    return value.reshape(1, channels, 1, 1).clone()
+
+
+def feature_key(extractor: nn.Module) -> str:
+    """A sha256 hex digest naming an extractor exactly: its class, its structure and
+    settings (``repr``), its train/eval modes and every parameter and buffer (names,
+    dtypes, shapes, bytes). Any weight change gives a new key; used to key cached
+    real-data moments.
+
+    Example:
+        >>> net = MNISTFeatureNet()
+        >>> key = feature_key(net)
+        >>> key == feature_key(net), len(key)
+        (True, 64)
+        >>> with torch.no_grad():
+        ...     _ = net.head.bias.add_(1e-3)
+        >>> key == feature_key(net)
+        False
+    """
+    if not isinstance(extractor, nn.Module):
+        raise TypeError(
+            f"feature_key needs an nn.Module to see its weights, not a {type(extractor).__name__}; "
+            "wrap the function in an nn.Module (or turn off moment caching)."
+        )
+    cls = type(extractor)
+    digest = hashlib.sha256(f"{cls.__module__}.{cls.__qualname__}\n{extractor!r}\n".encode())
+    digest.update(bytes(module.training for module in extractor.modules()))
+    for name, tensor in itertools.chain(extractor.named_parameters(), extractor.named_buffers()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,241 @@
+"""Sample-quality metrics in the feature space of any network.
+
+`frechet_distance` is FID's formula; it is only "FID" with Inception-v3 features, so
+`evaluate` reports it as ``fd`` together with the feature network and the sample counts
+it used. `prdc` gives precision, recall, density and coverage (Naeem et al., 2020) with
+k-nearest-neighbour balls, computed in chunks so 10k × 10k fits in memory.
+(torchmetrics would add a dependency for ~60 lines and its FID defaults to Inception
+weights fetched at run time; scipy, already needed, is enough.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import load_images
+from .features import feature_key
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def frechet_distance(real_feats: ArrayLike, fake_feats: ArrayLike) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``(N, D)``.
+
+    ``|mu_r - mu_f|^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2))`` with unbiased covariances,
+    in float64 (see `frechet_distance_from_stats`).
+
+    Example:
+        >>> x = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
+        >>> round(frechet_distance(x, x), 6)
+        0.0
+        >>> round(frechet_distance(x, x + 1.0), 3)
+        8.0
+    """
+    real, fake = _as_rows(real_feats, "real_feats"), _as_rows(fake_feats, "fake_feats")
+    _check_dims(real, fake)
+    stats = []
+    for name, rows in (("real_feats", real), ("fake_feats", fake)):
+        if rows.shape[0] < 2:
+            raise ValueError(f"{name} has {rows.shape[0]} row(s); a covariance needs at least 2 samples.")
+        mean = rows.mean(0)
+        centred = rows - mean
+        stats += [mean, centred.T @ centred / (rows.shape[0] - 1)]
+    return frechet_distance_from_stats(*stats)
+
+
+def frechet_distance_from_stats(
+    mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike
+) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+    ``tr (S1 S2)^(1/2)`` is the sum of square roots of the eigenvalues of ``S1 S2``,
+    taken from the symmetric ``L^T S2 L`` (``S1 = L L^T``, Cholesky) or, when ``S1`` is
+    singular (fewer samples than dimensions), from ``S1^(1/2) S2 S1^(1/2)``. The result
+    is real by construction: no ``scipy.linalg.sqrtm`` and its imaginary round-off, and
+    about 10x faster at D = 2048.
+
+    Example:
+        >>> mu, eye = np.zeros(2), np.eye(2)
+        >>> frechet_distance_from_stats(mu, eye, mu + 3.0, 4.0 * eye)
+        20.0
+    """
+    mu1, mu2 = (_as_float64(m).reshape(-1) for m in (mu1, mu2))
+    sigma1, sigma2 = (_as_float64(m) for m in (sigma1, sigma2))
+    d = mu1.shape[0]
+    if not (mu2.shape == (d,) and sigma1.shape == sigma2.shape == (d, d)):
+        raise ValueError(
+            f"shapes do not match: mu1 {tuple(mu1.shape)}, sigma1 {tuple(sigma1.shape)}, "
+            f"mu2 {tuple(mu2.shape)}, sigma2 {tuple(sigma2.shape)}; expected (D,) means and "
+            "(D, D) covariances."
+        )
+    factor, info = torch.linalg.cholesky_ex(sigma1)
+    if info.item() != 0:
+        values, vectors = torch.linalg.eigh(sigma1)
+        factor = vectors * values.clamp_min(0).sqrt()  # S1 = factor @ factor.T
+    cross = factor.T @ sigma2 @ factor
+    trace_sqrt = torch.linalg.eigvalsh((cross + cross.T) / 2).clamp_min(0).sqrt().sum()
+    distance = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt
+    return max(distance.item(), 0.0)
+
+
+def prdc(real_feats: ArrayLike, fake_feats: ArrayLike, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage of fake vs real features ``(N, D)``.
+
+    Naeem et al. 2020 ("Reliable Fidelity and Diversity Metrics for Generative Models"):
+    each real sample gets a ball reaching its k-th nearest real neighbour (likewise for
+    fakes). Precision: share of fakes inside some real ball; recall: share of reals inside
+    some fake ball; density: mean number of real balls holding a fake, over k; coverage:
+    share of real balls holding at least one fake. Distances in float64 on the inputs'
+    device, in chunks of at most ~2**24 pairs.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> real, fake = torch.randn(300, 4, generator=g), torch.randn(300, 4, generator=g)
+        >>> m = prdc(real, fake)
+        >>> m["precision"] > 0.9 and m["recall"] > 0.9
+        True
+        >>> prdc(real, fake + 100.0)["coverage"]
+        0.0
+    """
+    real, fake = _as_rows(real_feats, "real_feats"), _as_rows(fake_feats, "fake_feats")
+    _check_dims(real, fake)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r} must be a positive int (the paper uses 5).")
+    for name, rows in (("real_feats", real), ("fake_feats", fake)):
+        if rows.shape[0] <= k:
+            raise ValueError(f"{name} has {rows.shape[0]} rows; k={k} nearest neighbours need more than k.")
+    fake = fake.to(real.device)
+    real_radii, fake_radii = _knn_radii(real, k), _knn_radii(fake, k)
+    in_real_balls = torch.zeros(fake.shape[0], dtype=torch.float64, device=real.device)
+    real_in_fake_ball = torch.zeros(real.shape[0], dtype=torch.bool, device=real.device)
+    nearest_fake = torch.full((real.shape[0],), torch.inf, dtype=torch.float64, device=real.device)
+    for start, stop in _chunks(fake.shape[0], real.shape[0]):
+        d = torch.cdist(real, fake[start:stop])  # (N_real, chunk)
+        in_real_balls[start:stop] = (d < real_radii[:, None]).sum(0, dtype=torch.float64)
+        real_in_fake_ball |= (d < fake_radii[None, start:stop]).any(1)
+        nearest_fake = torch.minimum(nearest_fake, d.min(1).values)
+    return {
+        "precision": (in_real_balls > 0).double().mean().item(),
+        "recall": real_in_fake_ball.double().mean().item(),
+        "density": (in_real_balls.mean() / k).item(),
+        "coverage": (nearest_fake < real_radii).double().mean().item(),
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    generator: nn.Module,
+    real_images: Any,
+    feature_net: nn.Module,
+    n: int = 2000,
+    *,
+    latent_dim: int,
+    batch_size: int = 250,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    k: int = 5,
+) -> dict[str, Any]:
+    """Fréchet distance and PRDC of ``n`` generated vs the given real images.
+
+    Latents ``z ~ N(0, 1)`` of shape ``(n, latent_dim)`` come from a CPU
+    ``torch.Generator(seed)`` (so the same on every device and batch size) and are fed in
+    batches of ``(batch_size, latent_dim)``; the generator reshapes them as it needs. Both
+    networks run in eval mode on ``device`` (default: the generator's) and get their
+    modes back afterwards. ``real_images`` is anything `load_images` reads (e.g.
+    ``"mnist"``), resized to the generated images' size and channels. Features are
+    ``feature_net(x)[-1].flatten(1)``. The result names the feature network and its
+    `feature_key`, and the sample counts, since the numbers mean nothing without them.
+
+    Example:
+        >>> from lt_plugins.features import MNISTFeatureNet
+        >>> from lt_plugins.data import load_mnist
+        >>> gen = nn.Sequential(nn.Linear(16, 32 * 32), nn.Tanh(), nn.Unflatten(1, (1, 32, 32)))
+        >>> out = evaluate(gen, load_mnist(limit=200), MNISTFeatureNet(), n=200, latent_dim=16)
+        >>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
+        ['coverage', 'density', 'fd', 'feature_key', 'feature_net', 'k', 'n_fake', 'n_real',
+         'precision', 'recall', 'seed']
+        >>> out["n_fake"], out["n_real"], out["feature_net"]
+        (200, 200, 'mnist_feature_net')
+    """
+    if n < k + 1 or batch_size < 1:
+        raise ValueError(f"n={n} must exceed k={k} and batch_size={batch_size} must be >= 1.")
+    device = torch.device(device) if device is not None else next(generator.parameters(), torch.empty(0)).device
+    modes = [(m, m.training) for m in (*generator.modules(), *feature_net.modules())]
+    generator.to(device).eval()
+    feature_net.to(device).eval()
+    # Generators that draw their own noise (StyleGAN's per-pixel noise) get it from the
+    # seed too, without disturbing the caller's random state.
+    forked = [device] if device.type == "cuda" else []
+    try:
+        z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+        batches = []
+        with torch.random.fork_rng(devices=forked):
+            torch.manual_seed(seed)
+            for i in range(0, n, batch_size):
+                fake = generator(z[i : i + batch_size].to(device))
+                batches.append(feature_net(fake)[-1].flatten(1).double())
+        fake_feats = torch.cat(batches)
+        real = load_images(real_images, image_size=fake.shape[-1], channels=fake.shape[1])
+        real_feats = torch.cat(
+            [feature_net(real[i : i + batch_size].to(device))[-1].flatten(1).double()
+             for i in range(0, len(real), batch_size)]
+        )
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    return {
+        "fd": frechet_distance(real_feats, fake_feats),
+        **prdc(real_feats, fake_feats, k=k),
+        "n_fake": n,
+        "n_real": real.shape[0],
+        "feature_net": getattr(feature_net, "name", type(feature_net).__name__),
+        "feature_key": feature_key(feature_net)[:16],
+        "k": k,
+        "seed": seed,
+    }
+
+
+def _as_float64(x: ArrayLike) -> torch.Tensor:
+    """A float64 CPU tensor: the D x D algebra is small, and LAPACK on the CPU is exact."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64)
+    return torch.from_numpy(np.asarray(x, dtype=np.float64))
+
+
+def _as_rows(x: ArrayLike, name: str) -> torch.Tensor:
+    rows = x.detach().double() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, np.float64))
+    if rows.ndim != 2:
+        raise ValueError(f"{name} must be (N, D) features but has shape {tuple(rows.shape)}; flatten with x.flatten(1).")
+    if not torch.isfinite(rows).all():
+        raise ValueError(f"{name} contains NaN or inf; check the generator's outputs.")
+    return rows
+
+
+def _check_dims(real: torch.Tensor, fake: torch.Tensor) -> None:
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"feature sizes differ: real {real.shape[1]} vs fake {fake.shape[1]}; embed both "
+            "with the same feature network."
+        )
+
+
+# Pairs of distances held at once (float64: 128 MiB), so 10k x 10k runs on a laptop.
+_PAIRS_PER_CHUNK = 2**24
+
+
+def _chunks(n: int, other: int) -> list[tuple[int, int]]:
+    step = max(1, _PAIRS_PER_CHUNK // max(other, 1))
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def _knn_radii(rows: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance of each row to its k-th nearest other row (the row itself is at 0)."""
+    radii = [
+        torch.cdist(rows[start:stop], rows).kthvalue(k + 1, dim=1).values
+        for start, stop in _chunks(rows.shape[0], rows.shape[0])
+    ]
+    return torch.cat(radii)

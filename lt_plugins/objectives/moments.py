@@ -1,0 +1,193 @@
+"""Moment matching: per-feature means and variances of real vs generated features.
+
+The loss of generative feature matching networks (GFMN), which the paper trains its scores
+against: for every feature map ``l`` of a fixed network and every feature ``j`` in it,
+
+    L = sum_l mean_j [(mu_real - mu_fake)^2 + (var_real - var_fake)^2]
+
+The real moments are computed once over the data set (and cached on disk). The fake
+moments of one small batch are noisy, so they enter the loss as a moving average over steps
+(the current batch carries the gradient), which is what makes batch 64 work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .._io import atomic_path, cache_dir
+from .base import Objective, frozen, sum_over_processes, sum_over_processes_, world
+
+MOMENTS_FORMAT = 1
+
+
+def _flatten(feature: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """(N, ...) feature map -> (samples, features) rows whose column moments are matched."""
+    if per_channel and feature.ndim > 2:
+        return feature.transpose(0, 1).flatten(1).T  # every pixel of a channel is a sample of it
+    return feature.flatten(1)
+
+
+def batch_moments(features: list[torch.Tensor], per_channel: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(mean, variance) of every feature over a batch, summed over processes differentiably.
+
+    Two passes (global mean, then centred squares) so the values equal the single-process
+    ones on the global batch and stay exact in float32.
+    """
+    moments = []
+    for feature in features:
+        rows = _flatten(feature, per_channel).float()
+        count = sum_over_processes(torch.tensor(float(rows.shape[0]), device=rows.device))
+        mean = sum_over_processes(rows.sum(0)) / count
+        var = sum_over_processes((rows - mean).square().sum(0)) / count
+        moments.append((mean, var))
+    return moments
+
+
+@torch.no_grad()
+def dataset_moments(
+    extractor: nn.Module, images: torch.Tensor, per_channel: bool, batch_size: int, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(mean, variance) of every feature over a whole image set, in float64.
+
+    Under several processes each rank reads its shard; sums, sums of squares and counts are
+    all-reduced, so the result equals the single-process one.
+    """
+    rank, size = world()
+    shard = images[rank::size]
+    sums: list[list[torch.Tensor]] | None = None  # per feature map: [count, sum, sum of squares]
+    for start in range(0, shard.shape[0], batch_size):
+        rows = [_flatten(f, per_channel).double() for f in extractor(shard[start : start + batch_size].to(device))]
+        if sums is None:
+            sums = [[torch.zeros((), dtype=torch.float64, device=device)]
+                    + [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for _ in range(2)] for r in rows]
+        for (count, s1, s2), r in zip(sums, rows):
+            count += r.shape[0]
+            s1 += r.sum(0)
+            s2 += r.square().sum(0)
+    if sums is None:
+        raise ValueError("The real image set is empty; pass at least one image.")
+    moments = []
+    for count, s1, s2 in sums:
+        count = sum_over_processes_(count)
+        mean = sum_over_processes_(s1) / count
+        var = (sum_over_processes_(s2) / count - mean.square()).clamp_min(0)
+        moments.append((mean, var))
+    return moments
+
+
+def images_fingerprint(images: torch.Tensor) -> str:
+    """sha256 of an image tensor's shape and bytes: the data part of a moments cache key."""
+    digest = hashlib.sha256(str(tuple(images.shape)).encode())
+    digest.update(images.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class MomentMatching(Objective):
+    """Match per-feature means and variances of real and generated images.
+
+    Args:
+        features: any ``nn.Module`` mapping images to a list of feature maps (e.g.
+            `lt_plugins.features.mnist_feature_net()` or a timm ``features_only`` backbone);
+            it is frozen and put in eval mode.
+        ema_decay: weight of the moving average of the generated-feature moments
+            (0 uses the current batch alone).
+        per_channel: match one mean/variance per channel (pixels as samples) instead of one
+            per feature element.
+        cache: keep the real moments on disk, keyed by the extractor's weights and the data.
+        batch_size: batch size for the one pass over the real data.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+        >>> mm = MomentMatching(lambda x: [net(x)], cache=False)
+        >>> mm.prepare(torch.randn(64, 1, 8, 8), torch.device("cpu"))
+        >>> float(mm(torch.randn(64, 1, 8, 8))) < float(mm(torch.randn(64, 1, 8, 8) + 3))
+        True
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        *,
+        ema_decay: float = 0.9,
+        per_channel: bool = False,
+        cache: bool = True,
+        batch_size: int = 256,
+    ) -> None:
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"MomentMatching(ema_decay={ema_decay!r}) must be in [0, 1); 0 disables the average.")
+        self.features = frozen(features) if isinstance(features, nn.Module) else features
+        self.ema_decay = ema_decay
+        self.per_channel = per_channel
+        self.cache = cache
+        self.batch_size = batch_size
+        self.real: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.ema: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def _cache_file(self, images: torch.Tensor):
+        from ..features import feature_key
+
+        key = hashlib.sha256(
+            f"{MOMENTS_FORMAT}|{feature_key(self.features)}|{images_fingerprint(images)}|{self.per_channel}".encode()
+        ).hexdigest()
+        return cache_dir("moments") / f"{key[:32]}.safetensors"
+
+    def prepare(self, real: torch.Tensor, device: torch.device) -> None:
+        if real.shape[0] == 0:
+            raise ValueError("The real image set is empty; pass at least one image.")
+        if isinstance(self.features, nn.Module):
+            self.features.to(device)
+        path = self._cache_file(real) if self.cache else None
+        if path is not None and path.exists():
+            stored = load_file(path, device=str(device))
+            n_layers = len(stored) // 2
+            moments = [(stored[f"mean.{i}"], stored[f"var.{i}"]) for i in range(n_layers)]
+        else:
+            moments = dataset_moments(self.features, real, self.per_channel, self.batch_size, device)
+            if path is not None and world()[0] == 0:
+                tensors = {}
+                for i, (mean, var) in enumerate(moments):
+                    tensors[f"mean.{i}"], tensors[f"var.{i}"] = mean.cpu(), var.cpu()
+                with atomic_path(path) as tmp:
+                    save_file(tensors, str(tmp))
+        self.real = [(m.float().to(device), v.float().to(device)) for m, v in moments]
+        self.ema = None
+
+    def __call__(self, fake: torch.Tensor) -> torch.Tensor:
+        if self.real is None:
+            raise RuntimeError("MomentMatching.prepare(real_images, device) must run before the loss is used.")
+        current = batch_moments(self.features(fake), self.per_channel)
+        if len(current) != len(self.real):
+            raise ValueError(f"The extractor returned {len(current)} feature maps for fakes, {len(self.real)} for reals.")
+        if self.ema is not None and self.ema_decay > 0:
+            d = self.ema_decay
+            current = [(d * em + (1 - d) * m, d * ev + (1 - d) * v) for (m, v), (em, ev) in zip(current, self.ema)]
+        self.ema = [(m.detach(), v.detach()) for m, v in current]
+        loss = fake.new_zeros((), dtype=torch.float32)
+        for (mean, var), (real_mean, real_var) in zip(current, self.real):
+            loss = loss + (mean - real_mean).square().mean() + (var - real_var).square().mean()
+        return loss
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {}
+        for i, (m, v) in enumerate(self.ema or []):
+            state[f"ema_mean.{i}"], state[f"ema_var.{i}"] = m, v
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        n = len(state) // 2
+        self.ema = [(state[f"ema_mean.{i}"], state[f"ema_var.{i}"]) for i in range(n)] or None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": "moment_matching",
+            "features": type(self.features).__name__,
+            "ema_decay": self.ema_decay,
+            "per_channel": self.per_channel,
+        }

@@ -1,0 +1,301 @@
+"""The ticket search loop on Accelerate: optimise only the scores of a wrapped generator.
+
+One process by default; under ``accelerate launch`` / ``torchrun`` every rank draws its
+slice of the same global latent batch, score gradients are all-reduced by DDP and the
+objective combines per-rank statistics, so the result is the single-process one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._io import atomic_path
+from .init import keyed_generator
+from .masking import is_wrapped, score_parameters
+from .objectives.base import Objective, sum_over_processes_
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the step was not applied."""
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after every step."""
+
+    step: int
+    loss: float
+    lr: float
+    generator: nn.Module
+
+
+@dataclass
+class SearchResult:
+    """History of a finished (or resumed and finished) search."""
+
+    losses: list[float] = field(default_factory=list)
+    seconds_per_step: float = math.nan
+
+
+def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:
+    """Write images in [-1, 1] (N, C, H, W) as one PNG grid, atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "grid.png"
+        >>> save_image_grid(torch.zeros(4, 1, 8, 8), out)
+        >>> out.exists()
+        True
+    """
+    from torchvision.utils import save_image
+
+    nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
+    with atomic_path(path) as tmp:
+        save_image(images.detach().float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png")
+
+
+class TicketSearch:
+    """Find a strong lottery ticket: train the scores of a wrapped generator against an objective.
+
+    Args:
+        generator: a model wrapped with `lt.wrap` (or, with ``dense=True``, an ordinary
+            model whose weights are trained instead: the baseline).
+        objective: e.g. `lt.MomentMatching(features)`; sees real data once, then scores fakes.
+        latent_dim: size of z; latents are drawn N(0, 1) with shape (batch, latent_dim).
+        batch_size: latents per step per process (the global batch is this × processes).
+        lr: Adam learning rate (default 0.01 for scores, 2e-4 for dense weights).
+        betas: Adam betas; β1 = 0.5 as in the reference configuration.
+        dense: train the weights of an unwrapped generator with the same loss instead.
+        output_dir: where checkpoints and sample grids go (None: nothing is written).
+        checkpoint_every: steps between atomic checkpoints (and sample grids).
+        n_samples: images in each sample grid, from latents fixed by ``seed``.
+        seed: seed of the latent stream (step ``t`` always sees the same latents).
+        device: "cpu", "cuda", ... (default: what Accelerate picks).
+        mixed_precision: "no", "bf16" or "fp16", passed to Accelerate.
+        progress: show a progress bar on the main process.
+        callbacks: called after each step with a `StepInfo`.
+
+    Example:
+        >>> import torch, lt_plugins as lt
+        >>> from lt_plugins.models import DCGANGenerator
+        >>> gen = lt.wrap(DCGANGenerator(nz=8, ngf=8, nc=1, image_size=16), lt.TicketConfig(density=0.2))
+        >>> objective = lt.MomentMatching(lambda x: [x.flatten(1)], cache=False)
+        >>> search = lt.TicketSearch(gen, objective, latent_dim=8, batch_size=16, progress=False)
+        >>> ticket = search.run(torch.rand(64, 1, 16, 16) * 2 - 1, steps=3)
+        >>> len(search.result.losses)
+        3
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        objective: Objective,
+        latent_dim: int,
+        *,
+        batch_size: int = 64,
+        lr: float | None = None,
+        betas: tuple[float, float] = (0.5, 0.999),
+        dense: bool = False,
+        output_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 100,
+        n_samples: int = 64,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        mixed_precision: str = "no",
+        progress: bool = True,
+        callbacks: list[Callable[[StepInfo], None]] | tuple = (),
+    ) -> None:
+        if dense == is_wrapped(generator):
+            raise ValueError(
+                "TicketSearch trains scores of a wrapped generator (lt.wrap(model, config)) or, with "
+                "dense=True, the weights of an unwrapped one; got "
+                f"{'a wrapped' if dense else 'an unwrapped'} generator with dense={dense}."
+            )
+        for name, value in (("latent_dim", latent_dim), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every), ("n_samples", n_samples)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TicketSearch({name}={value!r}) must be a positive integer.")
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objective must be an lt_plugins Objective (e.g. lt.MomentMatching), got {type(objective).__name__}.")
+        self.generator = generator
+        self.objective = objective
+        self.latent_dim = latent_dim
+        self.batch_size = batch_size
+        self.lr = lr if lr is not None else (2e-4 if dense else 0.01)
+        self.betas = betas
+        self.dense = dense
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.n_samples = n_samples
+        self.seed = seed
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.progress = progress
+        self.callbacks = list(callbacks)
+        self.result = SearchResult()
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.output_dir / CHECKPOINT_NAME if self.output_dir is not None else None
+
+    def latents(self, step: int, batch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        """This process's slice of the global latent batch of ``step`` (CPU, float32)."""
+        gen = keyed_generator(self.seed, "latent", str(step))
+        return torch.randn(batch * world_size, self.latent_dim, generator=gen)[rank * batch : (rank + 1) * batch]
+
+    def sample_latents(self) -> torch.Tensor:
+        """The fixed latents of the sample grids."""
+        return torch.randn(self.n_samples, self.latent_dim, generator=keyed_generator(self.seed, "latent", "samples"))
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module | None = None, device: torch.device | None = None) -> torch.Tensor:
+        """Images from the fixed sample latents, generated in eval mode."""
+        model = model if model is not None else self.generator
+        device = device if device is not None else next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        images = model(self.sample_latents().to(device))
+        model.train(was_training)
+        return images
+
+    def _trainable(self) -> list[nn.Parameter]:
+        if self.dense:
+            params = [p for p in self.generator.parameters() if p.requires_grad]
+            if not params:
+                raise ValueError("dense=True but the generator has no trainable parameter.")
+            return params
+        return score_parameters(self.generator)
+
+    def _accelerator(self):
+        from accelerate import Accelerator
+
+        device = torch.device(self.device) if self.device is not None else None
+        return Accelerator(cpu=device is not None and device.type == "cpu", mixed_precision=self.mixed_precision)
+
+    def _load_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return 0
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} has checkpoint format {state.get('format')}, expected {CHECKPOINT_FORMAT}.")
+        if state["steps"] != steps or state["dense"] != self.dense:
+            raise ValueError(
+                f"{path} belongs to a search of {state['steps']} steps (dense={state['dense']}); this one has "
+                f"{steps} steps (dense={self.dense}). Resume with the same settings or use another output_dir."
+            )
+        model.load_state_dict(state["generator"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        self.objective.load_state_dict(state["objective"])
+        self.result.losses = list(state["losses"])
+        return int(state["step"])
+
+    def _save_checkpoint(self, model, optimizer, scheduler, step: int, steps: int) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "steps": steps,
+            "dense": self.dense,
+            "generator": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "objective": self.objective.state_dict(),
+            "losses": self.result.losses,
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
+
+    def run(self, real: Any, steps: int = 2000, resume: bool = False):
+        """Search for ``steps`` steps against ``real`` images; return the `lt.Ticket`.
+
+        ``real`` is an image tensor (N, C, H, W) in [-1, 1], a Dataset, an image folder or
+        "mnist" (see `lt_plugins.data.load_images`). With ``resume=True`` the search
+        continues from ``output_dir``'s checkpoint exactly where it stopped (same result as
+        an uninterrupted run). With ``dense=True`` the trained generator is returned instead.
+        """
+        import time
+
+        from .data import load_images
+
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"run(steps={steps!r}) must be a positive integer.")
+        if resume and self.output_dir is None:
+            raise ValueError("resume=True needs output_dir, where the checkpoint lives.")
+        real = load_images(real)
+        accelerator = self._accelerator()
+        rank, world_size = accelerator.process_index, accelerator.num_processes
+        model = self.generator.to(accelerator.device)
+        self._check_shapes(model, real, accelerator.device)
+        self.objective.prepare(real, accelerator.device)
+
+        optimizer = torch.optim.Adam(self._trainable(), lr=self.lr, betas=self.betas)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        start = self._load_checkpoint(model, optimizer, scheduler, steps) if resume else 0
+        if not resume:
+            self.result.losses = []
+        # The scheduler is stepped by hand: Accelerate's wrapper would step it once per process.
+        ddp_model, optimizer = accelerator.prepare(model, optimizer)
+        writes = accelerator.is_main_process and self.output_dir is not None
+
+        bar = tqdm(range(start, steps), initial=start, total=steps, desc="ticket search" if not self.dense else "dense training",
+                   disable=not (self.progress and accelerator.is_local_main_process))
+        began = time.perf_counter()
+        for step in bar:
+            z = self.latents(step, self.batch_size, rank, world_size).to(accelerator.device)
+            with accelerator.autocast():
+                loss = self.objective(ddp_model(z))
+            finite = sum_over_processes_(torch.isfinite(loss.detach()).float())
+            if int(finite) != world_size:
+                last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
+                raise NonFiniteLossError(
+                    f"Loss is {loss.item()} at step {step}; the step was not applied. "
+                    + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
+                    + "lower lr or check the objective's inputs."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            value = float(loss.detach())
+            self.result.losses.append(value)
+            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            for callback in self.callbacks:
+                callback(StepInfo(step + 1, value, scheduler.get_last_lr()[0], model))
+            done = step + 1
+            if writes and (done % self.checkpoint_every == 0 or done == steps):
+                self._save_checkpoint(model, optimizer, scheduler, done, steps)
+                save_image_grid(self.sample(model), self.output_dir / "samples" / f"step_{done:06d}.png")
+        bar.close()
+        self.result.seconds_per_step = (time.perf_counter() - began) / max(1, steps - start)
+        accelerator.wait_for_everyone()
+        if self.dense:
+            return model
+        from .ticket import Ticket
+
+        samples = self.sample(model)
+        if writes:
+            save_image_grid(samples, self.output_dir / "samples.png")
+        return Ticket.from_model(model, objective=self.objective.describe(), samples=samples)
+
+    def _check_shapes(self, model: nn.Module, real: torch.Tensor, device: torch.device) -> None:
+        with torch.no_grad():
+            was_training = model.training
+            fake = model.eval()(torch.zeros(2, self.latent_dim, device=device))
+            model.train(was_training)
+        if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
+            raise ValueError(
+                f"The generator makes images of shape {tuple(fake.shape[1:])} but the real images are "
+                f"{tuple(real.shape[1:])}; resize the data (e.g. lt_plugins.data.load_mnist(image_size=...)) "
+                "or change the generator's output size."
+            )

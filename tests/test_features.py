@@ -1,0 +1,172 @@
+"""Feature extractors: the locally trained MNIST net and its cache, timm backbones, keys."""
+
+import copy
+
+import pytest
+import torch
+import timm
+from safetensors.torch import save_file
+from torch import nn
+
+from lt_plugins import features
+from lt_plugins.data import load_mnist
+from lt_plugins.features import (
+    HOLDOUT_EVERY,
+    MNISTFeatureNet,
+    TimmFeatures,
+    feature_key,
+    mnist_feature_net,
+)
+
+
+@pytest.fixture(scope="session")
+def mnist_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("lt_plugins_cache")
+
+
+@pytest.fixture(scope="session")
+def trained(mnist_cache):
+    """Train once per session through the LT_PLUGINS_CACHE default; record global state."""
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.random.get_rng_state())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LT_PLUGINS_CACHE", str(mnist_cache))
+        net = mnist_feature_net()
+    after = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.random.get_rng_state())
+    return net, before, after
+
+
+def cached_files(cache):
+    return sorted(p.name for p in (cache / "feature_nets").iterdir())
+
+
+def fake_train(calls):
+    def train(recipe):
+        calls.append(recipe)
+        return MNISTFeatureNet().state_dict()
+
+    return train
+
+
+def test_trained_net_is_accurate_frozen_and_in_eval(trained):
+    net, _, _ = trained
+    x, y = load_mnist(with_labels=True)
+    with torch.no_grad():
+        accuracy = (net.classify(x[::HOLDOUT_EVERY]).argmax(1) == y[::HOLDOUT_EVERY]).float().mean().item()
+    assert accuracy > 0.95
+    assert not net.training
+    assert not any(p.requires_grad for p in net.parameters())
+    shapes = [tuple(f.shape) for f in net(x[:2])]
+    assert shapes == [(2, 32, 16, 16), (2, 64, 8, 8), (2, 128, 4, 4), (2, 128)]
+
+
+def test_training_leaves_global_torch_state_alone(trained):
+    _, (threads, deterministic, rng), (threads2, deterministic2, rng2) = trained
+    assert (threads, deterministic) == (threads2, deterministic2)
+    assert torch.equal(rng, rng2)
+
+
+def test_second_call_loads_the_cache_without_training(trained, mnist_cache, monkeypatch):
+    net, _, _ = trained
+
+    def no_training(recipe):
+        raise AssertionError("retrained although the weights were cached")
+
+    monkeypatch.setattr(features, "_train", no_training)
+    again = mnist_feature_net(cache_dir=mnist_cache)
+    assert feature_key(again) == feature_key(net)
+    assert all(name.endswith(".safetensors") and not name.startswith(".") for name in cached_files(mnist_cache))
+
+
+def test_a_changed_recipe_retrains_into_a_new_file(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(features, "_train", fake_train(calls))
+    mnist_feature_net(cache_dir=tmp_path)
+    mnist_feature_net(cache_dir=tmp_path)
+    assert len(calls) == 1 and len(cached_files(tmp_path)) == 1
+    monkeypatch.setitem(features._RECIPE, "epochs", 1)
+    mnist_feature_net(cache_dir=tmp_path)
+    assert len(calls) == 2 and calls[-1]["epochs"] == 1
+    assert len(cached_files(tmp_path)) == 2
+
+
+def test_a_damaged_cache_file_is_retrained_with_a_warning(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(features, "_train", fake_train(calls))
+    mnist_feature_net(cache_dir=tmp_path)
+    (path,) = (tmp_path / "feature_nets").iterdir()
+    path.write_bytes(b"not safetensors")
+    with pytest.warns(UserWarning, match="retraining"):
+        mnist_feature_net(cache_dir=tmp_path)
+    assert len(calls) == 2
+    mnist_feature_net(cache_dir=tmp_path)  # the rewritten file loads again
+    assert len(calls) == 2
+
+
+def test_mnist_net_refuses_rgb_with_the_fix():
+    with pytest.raises(ValueError, match="mean\\(1, keepdim=True\\)"):
+        MNISTFeatureNet()(torch.zeros(1, 3, 32, 32))
+
+
+def test_feature_key_follows_every_weight_and_buffer():
+    net = MNISTFeatureNet()
+    key = feature_key(net)
+    twin = MNISTFeatureNet()
+    twin.load_state_dict(net.state_dict())
+    assert feature_key(twin) == key == feature_key(copy.deepcopy(net))
+    with torch.no_grad():
+        twin.blocks[0][0].weight[0, 0, 0, 0] += 1e-6
+    assert feature_key(twin) != key
+
+    bn = TimmFeatures(timm.create_model("resnet10t", features_only=True, out_indices=(1,)))
+    bn_key = feature_key(bn)
+    bn.backbone.bn1.running_mean[0] += 1.0
+    assert feature_key(bn) != bn_key
+    with pytest.raises(TypeError, match="nn.Module"):
+        feature_key(lambda x: [x])
+
+
+def test_timm_features_from_a_name_offline():
+    extractor = TimmFeatures("resnet10t", out_indices=(1, 2), input_size=48)
+    grey = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    maps = extractor(grey)
+    assert [tuple(m.shape) for m in maps] == [(2, 64, 12, 12), (2, 128, 6, 6)]
+    rgb_maps = extractor(grey.repeat(1, 3, 1, 1))
+    assert all(torch.equal(a, b) for a, b in zip(maps, rgb_maps))
+    assert not any(p.requires_grad for p in extractor.parameters())
+    extractor.train()
+    assert not any(m.training for m in extractor.modules())
+    x = grey.clone().requires_grad_(True)
+    extractor(x)[-1].square().sum().backward()  # generators get gradients through it
+    assert x.grad.abs().sum() > 0
+
+
+def test_timm_pretrained_only_from_a_local_file(tmp_path):
+    with pytest.raises(ValueError, match="pretrained_cfg_overlay"):
+        TimmFeatures("resnet10t", pretrained=True)
+    with pytest.raises(ValueError, match="does not exist"):
+        TimmFeatures("resnet10t", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "no.safetensors")))
+    with pytest.raises(ValueError, match="Hub"):
+        TimmFeatures("hf-hub:timm/resnet18.a1_in1k")
+    source = timm.create_model("resnet10t")
+    path = tmp_path / "weights.safetensors"
+    save_file(source.state_dict(), str(path))
+    extractor = TimmFeatures("resnet10t", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert torch.equal(extractor.backbone.conv1[0].weight, source.conv1[0].weight)
+    assert extractor.name == "timm/resnet10t"
+
+
+def test_timm_features_from_a_module():
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(ValueError, match="features_only=True"):
+        TimmFeatures(Plain())(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="from a name"):
+        TimmFeatures(Plain(), out_indices=(1,))
+    with pytest.raises(ValueError, match="takes 3 channels"):
+        TimmFeatures(Plain())(torch.zeros(1, 2, 8, 8))
