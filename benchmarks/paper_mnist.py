@@ -33,7 +33,7 @@ def _mean_std(values: list[float]) -> str:
 def run(seeds: list[int], steps: int, densities: tuple[float, ...], work: Path, eval_samples: int) -> dict:
     results: dict[str, list[dict]] = {"random": [], "dense": [], **{f"{d:g}": [] for d in densities}}
     for seed in seeds:
-        variants = [("dense", SearchJob(dense=True, lr=3e-3))] + [
+        variants = [("dense", SearchJob(dense=True))] + [
             (f"{d:g}", SearchJob(density=d)) for d in densities
         ]
         for name, job in variants:

@@ -10,12 +10,22 @@ Example:
 
 from .config import TicketConfig
 from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
+from .objectives import MMD, MomentMatching, Objective
+from .search import NonFiniteLossError, StepInfo, TicketSearch
+from .ticket import Ticket
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Density",
+    "MMD",
+    "MomentMatching",
+    "NonFiniteLossError",
+    "Objective",
+    "StepInfo",
+    "Ticket",
     "TicketConfig",
+    "TicketSearch",
     "density",
     "masks",
     "merge",

@@ -170,7 +170,7 @@ def test_run_errors_empty_data_shape_mismatch_bad_steps(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         search.run(torch.empty(0, 1, 16, 16), steps=2)
     with pytest.raises(ValueError, match=r"makes images of shape \(1, 16, 16\).*\(1, 32, 32\)"):
-        search.run(torch.zeros(8, 1, 32, 32), steps=2)
+        search.run(torch.full((8, 1, 32, 32), -0.5), steps=2)
     with pytest.raises(ValueError, match="steps"):
         search.run(_real(), steps=0)
     with pytest.raises(ValueError, match="output_dir"):

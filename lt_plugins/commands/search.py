@@ -175,7 +175,7 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
                         help="feature moment matching (mean and variance) or its kernel form, MMD")
     parser.add_argument("--steps", type=int, default=d.steps, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="latents per step per process")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.01 scores, 2e-4 dense)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.1 scores, 3e-3 dense)")
     parser.add_argument("--dense", action="store_true", help="train the weights instead (the dense baseline)")
     parser.add_argument("--out", default=d.out, help="output folder: search/ (checkpoints, samples) and ticket/")
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,

@@ -115,7 +115,7 @@ class MomentMatching(Objective):
         self,
         features: nn.Module,
         *,
-        ema_decay: float = 0.9,
+        ema_decay: float = 0.5,
         per_channel: bool = False,
         cache: bool = True,
         batch_size: int = 256,

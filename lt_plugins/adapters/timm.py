@@ -1,0 +1,77 @@
+"""timm models, recorded by registered model name and rebuilt with ``timm.create_model``.
+
+Never with pretrained weights: a ticket's weights come from its seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ._registry import register_adapter
+from .base import Adapter, class_path, model_class
+
+# create_model arguments a spec may carry: the ones that change parameter shapes.
+_KWARGS = ("num_classes", "in_chans")
+
+
+def _architecture(model: nn.Module) -> str | None:
+    if not model_class(model).__module__.startswith("timm."):
+        return None
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    arch = cfg.get("architecture")
+    return arch if isinstance(arch, str) else None
+
+
+def _in_chans(model: nn.Module) -> int | None:
+    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    if isinstance(first, str):
+        try:
+            return int(model.get_submodule(first).in_channels)
+        except (AttributeError, TypeError):
+            return None
+    return None
+
+
+@register_adapter
+class TimmAdapter(Adapter):
+    """Any model ``timm.create_model`` knows by name (``model.pretrained_cfg["architecture"]``).
+
+    Example:
+        >>> import timm
+        >>> net = timm.create_model("test_resnet", pretrained=False, num_classes=10)
+        >>> TimmAdapter().spec(net)["config"]
+        {'model_name': 'test_resnet', 'num_classes': 10, 'in_chans': 3}
+    """
+
+    family = "timm"
+
+    def matches(self, model: nn.Module) -> bool:
+        return _architecture(model) is not None
+
+    def spec(self, model: nn.Module) -> dict[str, Any]:
+        config: dict[str, Any] = {"model_name": _architecture(model)}
+        if isinstance(getattr(model, "num_classes", None), int):
+            config["num_classes"] = model.num_classes
+        in_chans = _in_chans(model)
+        if in_chans is not None:
+            config["in_chans"] = in_chans
+        return {"family": self.family, "class": class_path(model), "config": config}
+
+    def build(self, spec: dict[str, Any], allow_remote_code: bool = False) -> nn.Module:
+        import timm
+
+        config = dict(spec.get("config") or {})
+        name = config.pop("model_name", None)
+        if not isinstance(name, str) or not timm.is_model(name):
+            raise ValueError(f"{name!r} is not a model name timm knows; see timm.list_models().")
+        unknown = sorted(set(config) - set(_KWARGS))
+        if unknown or not all(isinstance(v, int) and not isinstance(v, bool) for v in config.values()):
+            raise ValueError(
+                f"timm spec config {spec.get('config')!r} may only add integer {list(_KWARGS)} to model_name."
+            )
+        model = timm.create_model(name, pretrained=False, **config)
+        if class_path(model) != spec.get("class"):
+            raise ValueError(f"timm built {class_path(model)} for {name!r}, but the spec names {spec.get('class')!r}.")
+        return model
