@@ -34,7 +34,7 @@ def run(seeds: list[int], steps: int, densities: tuple[float, ...], work: Path, 
     results: dict[str, list[dict]] = {"random": [], "dense": [], **{f"{d:g}": [] for d in densities}}
     for seed in seeds:
         variants = [("dense", SearchJob(dense=True))] + [
-            (f"{d:g}", SearchJob(density=d)) for d in densities
+            (f"{d:g}", SearchJob(density=d, measure_random_init=False)) for d in densities
         ]
         for name, job in variants:
             job.seed, job.steps, job.progress, job.eval_samples = seed, steps, False, eval_samples

@@ -9,7 +9,10 @@ Example:
 """
 
 from .config import TicketConfig
+from .data import load_images, load_mnist
+from .features import TimmFeatures, mnist_feature_net
 from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
+from .metrics import evaluate
 from .objectives import MMD, MomentMatching, Objective
 from .search import NonFiniteLossError, StepInfo, TicketSearch
 from .ticket import Ticket
@@ -24,11 +27,16 @@ __all__ = [
     "Objective",
     "StepInfo",
     "Ticket",
+    "TimmFeatures",
     "TicketConfig",
     "TicketSearch",
     "density",
+    "evaluate",
+    "load_images",
+    "load_mnist",
     "masks",
     "merge",
+    "mnist_feature_net",
     "score_parameters",
     "unwrap",
     "wrap",

@@ -157,7 +157,7 @@ def evaluate(
         >>> out = evaluate(gen, load_mnist(limit=200), MNISTFeatureNet(), n=200, latent_dim=16)
         >>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
         ['coverage', 'density', 'fd', 'feature_key', 'feature_net', 'k', 'n_fake', 'n_real',
-         'precision', 'recall', 'seed']
+         'n_real_prdc', 'precision', 'recall', 'seed']
         >>> out["n_fake"], out["n_real"], out["feature_net"]
         (200, 200, 'mnist_feature_net')
     """
@@ -187,11 +187,15 @@ def evaluate(
     finally:
         for module, mode in modes:
             module.training = mode
+    # PRDC compares equal-sized sets (as Naeem et al. do) and costs O(n_real^2): a seeded
+    # subset of n reals; the Fréchet distance uses every real image.
+    subset = torch.randperm(len(real_feats), generator=torch.Generator().manual_seed(seed))[:n]
     return {
         "fd": frechet_distance(real_feats, fake_feats),
-        **prdc(real_feats, fake_feats, k=k),
+        **prdc(real_feats[subset], fake_feats, k=k),
         "n_fake": n,
         "n_real": real.shape[0],
+        "n_real_prdc": len(subset),
         "feature_net": getattr(feature_net, "name", type(feature_net).__name__),
         "feature_key": feature_key(feature_net)[:16],
         "k": k,

@@ -1,17 +1,20 @@
 """The ticket search loop on Accelerate: optimise only the scores of a wrapped generator.
 
 One process by default; under ``accelerate launch`` / ``torchrun`` every rank draws its
-slice of the same global latent batch, score gradients are all-reduced by DDP and the
-objective combines per-rank statistics, so the result is the single-process one.
+slice of the same global latent batch, score gradients are all-reduced by DDP, BatchNorm
+layers and the objective combine per-rank statistics, so the result is the single-process
+one for the same global batch (see docs/multi_gpu.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -20,7 +23,7 @@ from tqdm.auto import tqdm
 from ._io import atomic_path
 from .init import keyed_generator
 from .masking import is_wrapped, score_parameters
-from .objectives.base import Objective, sum_over_processes_
+from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -65,6 +68,82 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | N
         save_image(images.detach().float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png")
 
 
+def _batch_norm_over_processes(self: nn.modules.batchnorm._BatchNorm, input: torch.Tensor) -> torch.Tensor:
+    """BatchNorm forward that, in training mode, normalises with the moments of the global batch.
+
+    What `torch.nn.SyncBatchNorm` does, on any device (SyncBatchNorm refuses CPU tensors):
+    counts, sums and centred sums of squares go through the differentiable all-reduce, so
+    outputs, gradients and running statistics equal those of one process on the whole batch.
+    In eval mode nothing is exchanged (sample grids are made on the main process alone).
+    """
+    if not self.training:
+        return type(self).forward(self, input)
+    self._check_input_dim(input)
+    dims = [0, *range(2, input.ndim)]
+    shape = [1, -1] + [1] * (input.ndim - 2)
+    x = input.float()
+    count = sum_over_processes_(torch.tensor(float(x.numel() // x.shape[1]), device=x.device))
+    mean = sum_over_processes(x.sum(dims)) / count
+    centred = x - mean.view(shape)
+    var = sum_over_processes(centred.square().sum(dims)) / count
+    out = centred * torch.rsqrt(var + self.eps).view(shape)
+    if self.affine:
+        out = out * self.weight.view(shape) + self.bias.view(shape)
+    if self.track_running_stats:
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            unbiased = var * (count / (count - 1).clamp_min(1))
+            self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+            self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+    return out.to(input.dtype)
+
+
+@contextlib.contextmanager
+def _global_batch_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """While active, plain BatchNorm layers of ``model`` use global-batch statistics in training.
+
+    The layers are not replaced (the user's model keeps its modules and state_dict keys):
+    each gets an instance-level ``forward`` that is removed again on exit.
+    """
+    layers = [
+        m for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+        and "forward" not in m.__dict__
+    ] if enabled else []
+    for layer in layers:
+        layer.forward = _batch_norm_over_processes.__get__(layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.__dict__["forward"]
+
+
+def end_processes() -> None:
+    """End a multi-process script cleanly: wait for every rank, free, close the process group.
+
+    Call it once, last, in a script started with ``accelerate launch`` or ``torchrun``
+    (a no-op in a single process). `TicketSearch.run` leaves the process group open so
+    that you can evaluate, save or search again; without closing it, gloo runs were seen
+    to abort (SIGABRT) at interpreter exit after the work was done.
+
+    Example:
+        >>> from lt_plugins.search import end_processes
+        >>> end_processes()  # one process: nothing to do
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    gc.collect()
+    state.destroy_process_group()
+
+
 class TicketSearch:
     """Find a strong lottery ticket: train the scores of a wrapped generator against an objective.
 
@@ -72,8 +151,12 @@ class TicketSearch:
         generator: a model wrapped with `lt.wrap` (or, with ``dense=True``, an ordinary
             model whose weights are trained instead: the baseline).
         objective: e.g. `lt.MomentMatching(features)`; sees real data once, then scores fakes.
-        latent_dim: size of z; latents are drawn N(0, 1) with shape (batch, latent_dim).
-        batch_size: latents per step per process (the global batch is this × processes).
+        latent_dim: size of z; latents are drawn N(0, 1) with shape (batch, latent_dim). Not
+            needed for an objective that feeds the model itself (``takes_model = True``, e.g.
+            `lt_plugins.objectives.DenoisingObjective` for UNets): the search then calls
+            ``objective(model, batch_size)`` and draws sample grids with ``objective.sample``.
+        batch_size: latents per step per process (the global batch is this × processes;
+            use ``batch_size // processes`` to keep a single-process run's global batch).
         lr: Adam learning rate (default 0.1 for scores, 3e-3 for dense weights: the best of a
             sweep on MNIST, see benchmarks/paper_mnist.py).
         betas: Adam betas; β1 = 0.5 as in the reference configuration.
@@ -85,7 +168,14 @@ class TicketSearch:
         device: "cpu", "cuda", ... (default: what Accelerate picks).
         mixed_precision: "no", "bf16" or "fp16", passed to Accelerate.
         progress: show a progress bar on the main process.
-        callbacks: called after each step with a `StepInfo`.
+        callbacks: called after each step with a `StepInfo` (on every process).
+        sync_batchnorm: under several processes, BatchNorm layers in training mode normalise
+            with the statistics of the global batch, as one process would (like
+            `torch.nn.SyncBatchNorm`, on CPU too). False keeps per-process statistics:
+            fewer collectives, but a different function than the single-process one.
+
+    Under several processes only the main process writes (checkpoints, sample grids) and
+    shows the progress bar; every process returns the same ticket. See docs/multi_gpu.md.
 
     Example:
         >>> import torch, lt_plugins as lt
@@ -102,7 +192,7 @@ class TicketSearch:
         self,
         generator: nn.Module,
         objective: Objective,
-        latent_dim: int,
+        latent_dim: int | None = None,
         *,
         batch_size: int = 64,
         lr: float | None = None,
@@ -116,6 +206,7 @@ class TicketSearch:
         mixed_precision: str = "no",
         progress: bool = True,
         callbacks: list[Callable[[StepInfo], None]] | tuple = (),
+        sync_batchnorm: bool = True,
     ) -> None:
         if dense == is_wrapped(generator):
             raise ValueError(
@@ -123,7 +214,11 @@ class TicketSearch:
                 "dense=True, the weights of an unwrapped one; got "
                 f"{'a wrapped' if dense else 'an unwrapped'} generator with dense={dense}."
             )
-        for name, value in (("latent_dim", latent_dim), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every), ("n_samples", n_samples)):
+        self.takes_model = bool(getattr(objective, "takes_model", False))
+        sizes = {"latent_dim": latent_dim, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "n_samples": n_samples}
+        if self.takes_model and latent_dim is None:
+            del sizes["latent_dim"]
+        for name, value in sizes.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TicketSearch({name}={value!r}) must be a positive integer.")
         if not isinstance(objective, Objective):
@@ -143,6 +238,7 @@ class TicketSearch:
         self.mixed_precision = mixed_precision
         self.progress = progress
         self.callbacks = list(callbacks)
+        self.sync_batchnorm = sync_batchnorm
         self.result = SearchResult()
 
     @property
@@ -165,7 +261,10 @@ class TicketSearch:
         device = device if device is not None else next(model.parameters()).device
         was_training = model.training
         model.eval()
-        images = model(self.sample_latents().to(device))
+        if self.takes_model:
+            images = self.objective.sample(model, self.n_samples, keyed_generator(self.seed, "latent", "samples"))
+        else:
+            images = model(self.sample_latents().to(device))
         model.train(was_training)
         return images
 
@@ -184,6 +283,20 @@ class TicketSearch:
         return Accelerator(cpu=device is not None and device.type == "cpu", mixed_precision=self.mixed_precision)
 
     def _load_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
+        start = self._load_local_checkpoint(model, optimizer, scheduler, steps)
+        rank, size = world()
+        if size > 1:  # every rank must continue from the same step, or the collectives fall out of step
+            starts = torch.zeros(size, dtype=torch.float64, device=next(model.parameters()).device)
+            starts[rank] = start
+            starts = [int(s) for s in sum_over_processes_(starts).tolist()]
+            if len(set(starts)) > 1:
+                raise ValueError(
+                    f"The processes found different checkpoints in {self.output_dir} (steps by rank: {starts}). "
+                    "output_dir must be a folder that every process sees (a shared file system)."
+                )
+        return start
+
+    def _load_local_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
         path = self.checkpoint_path
         if path is None or not path.exists():
             return 0
@@ -237,7 +350,8 @@ class TicketSearch:
         accelerator = self._accelerator()
         rank, world_size = accelerator.process_index, accelerator.num_processes
         model = self.generator.to(accelerator.device)
-        self._check_shapes(model, real, accelerator.device)
+        if not self.takes_model:  # such an objective checks the model against the data itself
+            self._check_shapes(model, real, accelerator.device)
         self.objective.prepare(real, accelerator.device)
 
         optimizer = torch.optim.Adam(self._trainable(), lr=self.lr, betas=self.betas)
@@ -251,35 +365,48 @@ class TicketSearch:
 
         bar = tqdm(range(start, steps), initial=start, total=steps, desc="ticket search" if not self.dense else "dense training",
                    disable=not (self.progress and accelerator.is_local_main_process))
-        began = time.perf_counter()
-        for step in bar:
-            z = self.latents(step, self.batch_size, rank, world_size).to(accelerator.device)
-            with accelerator.autocast():
-                loss = self.objective(ddp_model(z))
-            finite = sum_over_processes_(torch.isfinite(loss.detach()).float())
-            if int(finite) != world_size:
-                last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
-                raise NonFiniteLossError(
-                    f"Loss is {loss.item()} at step {step}; the step was not applied. "
-                    + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
-                    + "lower lr or check the objective's inputs."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            value = float(loss.detach())
-            self.result.losses.append(value)
-            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            for callback in self.callbacks:
-                callback(StepInfo(step + 1, value, scheduler.get_last_lr()[0], model))
-            done = step + 1
-            if writes and (done % self.checkpoint_every == 0 or done == steps):
-                self._save_checkpoint(model, optimizer, scheduler, done, steps)
-                save_image_grid(self.sample(model), self.output_dir / "samples" / f"step_{done:06d}.png")
-        bar.close()
-        self.result.seconds_per_step = (time.perf_counter() - began) / max(1, steps - start)
-        accelerator.wait_for_everyone()
+        try:
+            # Plain BatchNorm normalises over the global batch while the search runs (see sync_batchnorm).
+            with _global_batch_norm(model, self.sync_batchnorm and world_size > 1):
+                began = time.perf_counter()
+                for step in bar:
+                    with accelerator.autocast():
+                        if self.takes_model:
+                            loss = self.objective(ddp_model, self.batch_size)
+                        else:
+                            z = self.latents(step, self.batch_size, rank, world_size).to(accelerator.device)
+                            loss = self.objective(ddp_model(z))
+                    finite = sum_over_processes_(torch.isfinite(loss.detach()).float())
+                    if int(finite) != world_size:
+                        last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
+                        raise NonFiniteLossError(
+                            f"Loss is {loss.item()} at step {step}; the step was not applied. "
+                            + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
+                            + "lower lr or check the objective's inputs."
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    scheduler.step()
+                    value = float(loss.detach())
+                    self.result.losses.append(value)
+                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                    for callback in self.callbacks:
+                        callback(StepInfo(step + 1, value, scheduler.get_last_lr()[0], model))
+                    done = step + 1
+                    if writes and (done % self.checkpoint_every == 0 or done == steps):
+                        self._save_checkpoint(model, optimizer, scheduler, done, steps)
+                        save_image_grid(self.sample(model), self.output_dir / "samples" / f"step_{done:06d}.png")
+            self.result.seconds_per_step = (time.perf_counter() - began) / max(1, steps - start)
+            accelerator.wait_for_everyone()
+        finally:
+            # Drop what this run prepared (DDP wrapper and its reducer, the optimizer): a process
+            # group left with live DDP state aborted some gloo runs at exit. The process group
+            # itself stays open for the caller; `end_processes` closes it.
+            bar.close()
+            accelerator.unwrap_model(ddp_model, keep_fp32_wrapper=False)  # undo Accelerate's autocast patch
+            del ddp_model, optimizer, scheduler
+            accelerator.free_memory()
         if self.dense:
             return model
         from .ticket import Ticket

@@ -1,7 +1,8 @@
 """Losses the ticket search minimises: moment matching, its MMD form, and denoising for UNets."""
 
 from .base import Objective
+from .denoising import DenoisingObjective
 from .mmd import MMD
 from .moments import MomentMatching
 
-__all__ = ["MMD", "MomentMatching", "Objective"]
+__all__ = ["DenoisingObjective", "MMD", "MomentMatching", "Objective"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import warnings
 from typing import Any
 
 import torch
@@ -28,7 +29,11 @@ def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed.nn.functional import all_reduce
 
-    return all_reduce(tensor)
+    with warnings.catch_warnings():
+        # Deprecated in favour of _functional_collectives.all_reduce, whose autograd support
+        # only exists in recent torch releases; this one differentiates on every supported torch.
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated", FutureWarning)
+        return all_reduce(tensor)
 
 
 def sum_over_processes_(tensor: torch.Tensor) -> torch.Tensor:

@@ -144,13 +144,17 @@ class MomentMatching(Objective):
         if isinstance(self.features, nn.Module):
             self.features.to(device)
         path = self._cache_file(real) if self.cache else None
-        if path is not None and path.exists():
-            stored = load_file(path, device=str(device))
+        hit = path is not None and path.exists()
+        rank, size = world()
+        if size > 1:  # computing the moments is collective: all ranks must take the same branch
+            hit = int(sum_over_processes_(torch.tensor(float(hit), device=device))) == size
+        if hit:
+            stored = load_file(path)  # CPU first: safetensors refuses "cpu:0", the device of gloo ranks
             n_layers = len(stored) // 2
             moments = [(stored[f"mean.{i}"], stored[f"var.{i}"]) for i in range(n_layers)]
         else:
             moments = dataset_moments(self.features, real, self.per_channel, self.batch_size, device)
-            if path is not None and world()[0] == 0:
+            if path is not None and rank == 0:
                 tensors = {}
                 for i, (mean, var) in enumerate(moments):
                     tensors[f"mean.{i}"], tensors[f"var.{i}"] = mean.cpu(), var.cpu()

@@ -1,0 +1,90 @@
+"""The `lt-plugins` command: search (flags and YAML), eval, demo, env, help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+import lt_plugins.features as features
+from lt_plugins.cli import build_parser, main
+
+
+@pytest.fixture(autouse=True)
+def untrained_feature_net(monkeypatch, tmp_path):
+    """The CLI's plumbing is under test here, not the MNIST network's 40 s of training."""
+
+    def fake(device=None, cache_dir=None, seed=0):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return features.MNISTFeatureNet().to(device).eval().requires_grad_(False)
+
+    monkeypatch.setattr(features, "mnist_feature_net", fake)
+    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path / "cache"))
+
+
+TINY = ["--image-size", "16", "--model-kwargs", '{"nz": 8, "ngf": 8}', "--eval-samples", "40", "--no-progress",
+        "--device", "cpu"]
+
+
+def test_search_from_yaml_with_flag_override_then_eval(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("density: 0.3\nsteps: 50\ncheckpoint_every: 2\nscope: global\n")
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(cfg), "--steps", "3", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "FD random init" in printed and "FD ticket (30% of weights)" in printed
+    assert (out / "ticket" / "masks.safetensors").exists()
+    assert (out / "search" / "samples" / "step_000002.png").exists()
+    from lt_plugins import Ticket
+
+    ticket = Ticket.from_pretrained(out / "ticket")
+    assert ticket.config.scope == "global" and ticket.density == pytest.approx(0.3, abs=1e-3)
+    assert "fd" in ticket.metrics
+
+    assert main(["eval", str(out / "ticket"), "--n", "40", "--device", "cpu"]) == 0
+    assert '"fd"' in capsys.readouterr().out
+
+
+def test_yaml_with_unknown_option_is_a_clear_error(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("sparsity: 0.9\n")
+    with pytest.raises(SystemExit):
+        main(["search", "--config", str(cfg)])
+    assert "unknown options ['sparsity']" in capsys.readouterr().err
+
+
+def test_dense_baseline_from_the_command_line(tmp_path, capsys):
+    assert main(["search", "--dense", "--steps", "2", "--out", str(tmp_path), *TINY]) == 0
+    assert "FD dense network" in capsys.readouterr().out
+    assert not (tmp_path / "ticket").exists()
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    from lt_plugins.commands import search
+
+    @dataclass
+    class TinyJob(search.SearchJob):
+        image_size: int = 16
+        model_kwargs: dict | None = field(default_factory=lambda: {"nz": 8, "ngf": 8})
+
+    monkeypatch.setattr(search, "SearchJob", TinyJob)
+    assert main(["demo", "--out", str(tmp_path), "--steps", "2", "--eval-samples", "40", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "FD ticket (10% of weights)" in printed and (tmp_path / "search" / "samples.png").exists()
+
+
+def test_every_command_has_help_for_every_option():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert set(commands) >= {"search", "eval", "demo", "sample", "push", "pull", "env"}
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if action.dest not in ("help",):
+                assert action.help, f"{name} {action.dest} has no help"
+
+
+def test_env_prints_versions(capsys):
+    main(["env"])
+    assert "torch" in capsys.readouterr().out
