@@ -26,5 +26,13 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# The benchmarks behind the README's figures (tens of minutes on 2 cores).
+bench: install
+	$(PY) -m pip install -q -e '.[bench]' $(TORCH_PINS)
+	$(PY) benchmarks/mask_overhead.py
+	$(PY) benchmarks/ticket_size.py
+	$(PY) benchmarks/paper_mnist.py
+	$(PY) benchmarks/families.py
+
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info

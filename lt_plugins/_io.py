@@ -22,6 +22,17 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def set_default_mode(path: str | os.PathLike) -> None:
+    """Give a file or folder made by ``tempfile`` (private, 0600/0700) the mode ``open``/``mkdir`` would."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
@@ -33,13 +44,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
         >>> with atomic_path(target) as tmp:
         ...     _ = tmp.write_text("done")
-        >>> target.read_text()
-        'done'
+        >>> target.read_text(), oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+        ('done', True)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    set_default_mode(tmp)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

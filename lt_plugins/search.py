@@ -82,8 +82,10 @@ def _batch_norm_over_processes(self: nn.modules.batchnorm._BatchNorm, input: tor
     dims = [0, *range(2, input.ndim)]
     shape = [1, -1] + [1] * (input.ndim - 2)
     x = input.float()
-    count = sum_over_processes_(torch.tensor(float(x.numel() // x.shape[1]), device=x.device))
-    mean = sum_over_processes(x.sum(dims)) / count
+    local_count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
+    totals = sum_over_processes(torch.cat([x.sum(dims), local_count]))  # one all-reduce: sums and count
+    count = totals[-1].detach()
+    mean = totals[:-1] / count
     centred = x - mean.view(shape)
     var = sum_over_processes(centred.square().sum(dims)) / count
     out = centred * torch.rsqrt(var + self.eps).view(shape)
@@ -124,9 +126,10 @@ def end_processes() -> None:
     """End a multi-process script cleanly: wait for every rank, free, close the process group.
 
     Call it once, last, in a script started with ``accelerate launch`` or ``torchrun``
-    (a no-op in a single process). `TicketSearch.run` leaves the process group open so
-    that you can evaluate, save or search again; without closing it, gloo runs were seen
-    to abort (SIGABRT) at interpreter exit after the work was done.
+    (a no-op in a single process). `TicketSearch.run` drops its own DDP wrapper and
+    optimizer but leaves the process group open, so that you can evaluate, save or search
+    again; torch asks for the group to be destroyed before exit (left to interpreter
+    shutdown, gloo runs have been reported to abort with SIGABRT after the work was done).
 
     Example:
         >>> from lt_plugins.search import end_processes
@@ -166,7 +169,8 @@ class TicketSearch:
         n_samples: images in each sample grid, from latents fixed by ``seed``.
         seed: seed of the latent stream (step ``t`` always sees the same latents).
         device: "cpu", "cuda", ... (default: what Accelerate picks).
-        mixed_precision: "no", "bf16" or "fp16", passed to Accelerate.
+        mixed_precision: "no", "bf16" or "fp16", passed to Accelerate (default: what
+            ``accelerate launch --mixed_precision`` / ``accelerate config`` set, else "no").
         progress: show a progress bar on the main process.
         callbacks: called after each step with a `StepInfo` (on every process).
         sync_batchnorm: under several processes, BatchNorm layers in training mode normalise
@@ -203,7 +207,7 @@ class TicketSearch:
         n_samples: int = 64,
         seed: int = 0,
         device: str | torch.device | None = None,
-        mixed_precision: str = "no",
+        mixed_precision: str | None = None,
         progress: bool = True,
         callbacks: list[Callable[[StepInfo], None]] | tuple = (),
         sync_batchnorm: bool = True,
@@ -400,9 +404,9 @@ class TicketSearch:
             self.result.seconds_per_step = (time.perf_counter() - began) / max(1, steps - start)
             accelerator.wait_for_everyone()
         finally:
-            # Drop what this run prepared (DDP wrapper and its reducer, the optimizer): a process
-            # group left with live DDP state aborted some gloo runs at exit. The process group
-            # itself stays open for the caller; `end_processes` closes it.
+            # Drop what this run prepared (DDP wrapper and its reducer, the optimizer) now rather
+            # than at interpreter exit, after the process group. The group itself stays open for
+            # the caller; `end_processes` closes it.
             bar.close()
             accelerator.unwrap_model(ddp_model, keep_fp32_wrapper=False)  # undo Accelerate's autocast patch
             del ddp_model, optimizer, scheduler

@@ -43,6 +43,7 @@ from torch.nn.utils import parametrize
 
 from .adapters import adapter_for, build_model, check_spec, get_adapter
 from .adapters.base import class_path
+from ._io import set_default_mode
 from .config import TicketConfig
 from .init import draw_weight, fan_in, fingerprint
 from .masking import ScoreMask, find_targets, is_wrapped, unwrap, wrap, wrap_config
@@ -262,6 +263,7 @@ def _write_folder(target: str | os.PathLike, files: dict[str, bytes]) -> Path:
             )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".saving", dir=target.parent))
+    set_default_mode(staging)
     try:
         for name, data in files.items():
             _write_file(staging / name, data)

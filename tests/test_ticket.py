@@ -355,3 +355,16 @@ def test_cli_sample_rebuilds_a_unet_from_a_folder(tmp_path, capsys):
     with Image.open(args.func(args)) as grid:
         assert grid.size == (2 * 18 + 2, 18 + 2)  # two 16x16 samples side by side
     assert "Wrote 2 samples" in capsys.readouterr().out
+
+
+def test_saved_ticket_is_readable_like_any_new_folder(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        gen = lt.wrap(nn.Linear(8, 8), lt.TicketConfig(density=0.5))
+        folder = Ticket.from_model(gen).save_pretrained(tmp_path / "ticket")
+    finally:
+        os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in folder.iterdir())

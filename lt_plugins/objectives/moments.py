@@ -36,16 +36,19 @@ def batch_moments(features: list[torch.Tensor], per_channel: bool) -> list[tuple
     """(mean, variance) of every feature over a batch, summed over processes differentiably.
 
     Two passes (global mean, then centred squares) so the values equal the single-process
-    ones on the global batch and stay exact in float32.
+    ones on the global batch and stay exact in float32. Each pass is one all-reduce for all
+    feature maps together (counts ride with the sums): collectives cost latency, not bytes.
     """
-    moments = []
-    for feature in features:
-        rows = _flatten(feature, per_channel).float()
-        count = sum_over_processes(torch.tensor(float(rows.shape[0]), device=rows.device))
-        mean = sum_over_processes(rows.sum(0)) / count
-        var = sum_over_processes((rows - mean).square().sum(0)) / count
-        moments.append((mean, var))
-    return moments
+    rows = [_flatten(feature, per_channel).float() for feature in features]
+    if not rows:
+        return []
+    sizes = [r.shape[1] for r in rows]
+    counts = torch.tensor([float(r.shape[0]) for r in rows], device=rows[0].device)
+    totals = sum_over_processes(torch.cat([r.sum(0) for r in rows] + [counts]))
+    counts = totals[-len(rows):].detach()
+    means = [s / c for s, c in zip(totals[: -len(rows)].split(sizes), counts)]
+    squares = sum_over_processes(torch.cat([(r - m).square().sum(0) for r, m in zip(rows, means)]))
+    return [(m, q / c) for m, q, c in zip(means, squares.split(sizes), counts)]
 
 
 @torch.no_grad()
