@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from lt_plugins._io import atomic_path
 from lt_plugins.commands.search import SearchJob, run_search
 
 DENSITIES = (0.05, 0.1, 0.3, 0.5)
@@ -30,23 +31,32 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):8.2f} ± {std:5.2f}"
 
 
-def run(seeds: list[int], steps: int, densities: tuple[float, ...], work: Path, eval_samples: int) -> dict:
-    results: dict[str, list[dict]] = {"random": [], "dense": [], **{f"{d:g}": [] for d in densities}}
+def run(seeds: list[int], steps: int, densities: tuple[float, ...], work: Path, eval_samples: int,
+        partial: Path) -> dict:
+    """Run every (seed, variant) not yet in ``partial``; the JSON is rewritten after each run."""
+    results: dict[str, dict[str, dict]] = json.loads(partial.read_text()) if partial.exists() else {}
     for seed in seeds:
         variants = [("dense", SearchJob(dense=True))] + [
             (f"{d:g}", SearchJob(density=d, measure_random_init=False)) for d in densities
         ]
         for name, job in variants:
+            if str(seed) in results.get(name, {}):
+                continue
             job.seed, job.steps, job.progress, job.eval_samples = seed, steps, False, eval_samples
             job.out = str(work / f"seed{seed}" / name.replace(".", "_"))
             report = run_search(job)
-            results[name].append({"fd": report["fd"], "seconds_per_step": report["seconds_per_step"],
-                                  "samples": report["samples"], "metrics": report["metrics"]})
+            results.setdefault(name, {})[str(seed)] = {
+                "fd": report["fd"], "seconds_per_step": report["seconds_per_step"],
+                "samples": report["samples"], "metrics": report["metrics"],
+            }
             if name == "dense":  # random init: the same seeded weights before training
-                results["random"].append({"fd": report["fd_random_init"]})
+                results.setdefault("random", {})[str(seed)] = {"fd": report["fd_random_init"]}
+            with atomic_path(partial) as tmp:
+                tmp.write_text(json.dumps(results, indent=2))
             print(f"seed {seed} {name:>6}: FD {report['fd']:.2f} ({report['seconds_per_step'] * 1e3:.0f} ms/step)",
                   flush=True)
-    return results
+    order = ["random", "dense", *(f"{d:g}" for d in densities)]
+    return {name: [results[name][str(seed)] for seed in seeds] for name in order}
 
 
 def table(results: dict, steps: int, seeds: list[int]) -> str:
@@ -54,7 +64,7 @@ def table(results: dict, steps: int, seeds: list[int]) -> str:
              f"{'variant':<22}{'FD mean ± std':>18}{'ms/step':>10}"]
     labels = {"random": "random init", "dense": "dense, trained"}
     for name, runs in results.items():
-        label = labels.get(name, f"ticket, {float(name):.0%} kept")
+        label = labels[name] if name in labels else f"ticket, {float(name):.0%} kept"
         ms = f"{statistics.mean(r['seconds_per_step'] for r in runs) * 1e3:10.0f}" if "seconds_per_step" in runs[0] else f"{'-':>10}"
         lines.append(f"{label:<22}{_mean_std([r['fd'] for r in runs]):>18}{ms}")
     return "\n".join(lines)
@@ -103,13 +113,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
     parser.add_argument("--eval-samples", type=int, default=2000)
-    parser.add_argument("--work", default="benchmarks/out/paper_mnist", help="checkpoints, tickets, sample grids")
+    parser.add_argument("--work", default="benchmarks/out/paper_mnist",
+                        help="checkpoints, tickets, sample grids, and the runs so far (an interrupted benchmark "
+                             "continues where it stopped)")
     parser.add_argument("--out", default="benchmarks/results", help="where the table, plot and sample sheet go")
     args = parser.parse_args()
 
     torch.set_num_threads(torch.get_num_threads())
     densities = tuple(args.densities)
-    results = run(args.seeds, args.steps, densities, Path(args.work), args.eval_samples)
+    work = Path(args.work)
+    results = run(args.seeds, args.steps, densities, work, args.eval_samples, work / f"runs_{args.steps}steps.json")
     text = table(results, args.steps, args.seeds)
     print(text)
     out = Path(args.out)
