@@ -170,3 +170,13 @@ def test_timm_features_from_a_module():
         TimmFeatures(Plain(), out_indices=(1,))
     with pytest.raises(ValueError, match="takes 3 channels"):
         TimmFeatures(Plain())(torch.zeros(1, 2, 8, 8))
+
+
+def test_another_seed_is_another_network_in_its_own_file(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(features, "_train", fake_train(calls))
+    mnist_feature_net(cache_dir=tmp_path)
+    mnist_feature_net(cache_dir=tmp_path, seed=1)
+    mnist_feature_net(cache_dir=tmp_path, seed=1)
+    assert [c["seed"] for c in calls] == [0, 1]
+    assert len(cached_files(tmp_path)) == 2
