@@ -86,6 +86,7 @@ def plot(results: dict, densities: tuple[float, ...], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks([d * 100 for d in densities], [f"{d:.0%}" for d in densities])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("weights kept")
     ax.set_ylabel("FD (MNIST classifier features)")
     ax.legend(fontsize=8)

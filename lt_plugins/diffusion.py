@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -64,12 +64,18 @@ def image_shape_of(unet: nn.Module) -> tuple[int, int, int]:
     return int(config.in_channels), int(height), int(width)
 
 
-def denoise(unet: nn.Module, noise: torch.Tensor, scheduler: Any, steps: int) -> torch.Tensor:
+def denoise(unet: Callable[..., Any], noise: torch.Tensor, scheduler: Any, steps: int) -> torch.Tensor:
     """Run ``steps`` DDIM steps (eta = 0) from ``noise`` (N, C, H, W); images in [-1, 1].
 
     The loop of diffusers' ``DDIMPipeline``, without ``torch.no_grad``: call it under
     ``torch.no_grad()`` to sample, or with gradients to train through the sampler. ``unet``
     is called as ``unet(x_t, t)`` and may return a tensor or an object with ``.sample``.
+
+    Example:
+        >>> predict_no_noise = lambda x_t, t: torch.zeros_like(x_t)
+        >>> x = denoise(predict_no_noise, torch.randn(2, 1, 4, 4), ddim_scheduler(), steps=4)
+        >>> x.shape, bool(x.abs().max() <= 1)
+        (torch.Size([2, 1, 4, 4]), True)
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer (DDIM steps, e.g. 8).")

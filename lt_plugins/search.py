@@ -411,13 +411,13 @@ class TicketSearch:
             accelerator.unwrap_model(ddp_model, keep_fp32_wrapper=False)  # undo Accelerate's autocast patch
             del ddp_model, optimizer, scheduler
             accelerator.free_memory()
+        samples = self.sample(model)
+        if writes:
+            save_image_grid(samples, self.output_dir / "samples.png")
         if self.dense:
             return model
         from .ticket import Ticket
 
-        samples = self.sample(model)
-        if writes:
-            save_image_grid(samples, self.output_dir / "samples.png")
         return Ticket.from_model(model, objective=self.objective.describe(), samples=samples)
 
     def _check_shapes(self, model: nn.Module, real: torch.Tensor, device: torch.device) -> None:
