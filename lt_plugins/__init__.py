@@ -13,13 +13,14 @@ from .data import load_images, load_mnist
 from .features import TimmFeatures, mnist_feature_net
 from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
 from .metrics import evaluate
-from .objectives import MMD, MomentMatching, Objective
+from .objectives import MMD, DenoisingObjective, MomentMatching, Objective
 from .search import NonFiniteLossError, StepInfo, TicketSearch
 from .ticket import Ticket
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DenoisingObjective",
     "Density",
     "MMD",
     "MomentMatching",
