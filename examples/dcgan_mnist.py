@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 from torchvision.utils import save_image
 
 import lt_plugins as lt
@@ -33,8 +35,8 @@ def make_generator() -> DCGANGenerator:
     return DCGANGenerator(nz=NZ, ngf=32, nc=1, image_size=32)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None, description: str, default_out: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="search steps (default: %(default)s)")
     parser.add_argument("--density", type=float, default=0.1, help="fraction of weights kept (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frozen weights and scores (default: %(default)s)")
@@ -43,25 +45,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="FD on this many generated vs as many real images (default: %(default)s)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu, cuda, ... (default: %(default)s)")
-    parser.add_argument("--out", default="out/dcgan_mnist", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", default=default_out, help="output folder (default: %(default)s)")
     parser.add_argument("--push", metavar="REPO_ID", help="also upload the ticket to this Hub repo")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> float:
+def search_example(make_generator: Callable[[], nn.Module], latent_dim: int, argv: list[str] | None, description: str, default_out: str) -> float:
     """Search, save (and push) the ticket, sample a grid from the rebuilt ticket; return its FD."""
-    args = parse_args(argv)
+    args = parse_args(argv, description, default_out)
     out = Path(args.out)
     real = load_mnist(image_size=32)
     fd_of = lambda model: evaluate(  # noqa: E731
-        model, real[: args.eval_samples], mnist_feature_net(args.device, seed=1), n=args.eval_samples, latent_dim=NZ
+        model, real[: args.eval_samples], mnist_feature_net(args.device, seed=1), n=args.eval_samples, latent_dim=latent_dim
     )["fd"]
 
     torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases, constants)
     gen = lt.wrap(make_generator(), lt.TicketConfig(density=args.density, seed=args.seed)).to(args.device)
     fd_random = fd_of(gen)
     objective = lt.MomentMatching(mnist_feature_net(args.device))
-    search = lt.TicketSearch(gen, objective, latent_dim=NZ, batch_size=args.batch_size, seed=args.seed,
+    search = lt.TicketSearch(gen, objective, latent_dim=latent_dim, batch_size=args.batch_size, seed=args.seed,
                              device=args.device, output_dir=out / "search")
     ticket = search.run(real, steps=args.steps)
 
@@ -73,12 +75,16 @@ def main(argv: list[str] | None = None) -> float:
 
     rebuilt = lt.Ticket.from_pretrained(out / "ticket").apply(make_generator()).to(args.device).eval()
     with torch.no_grad():
-        z = torch.randn(64, NZ, generator=torch.Generator().manual_seed(0)).to(args.device)
+        z = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0)).to(args.device)
         save_image(rebuilt(z), out / "samples.png", normalize=True, value_range=(-1, 1))
     print(f"FD random init {fd_random:.2f} -> ticket ({lt.density(gen).overall:.0%} of weights) {fd:.2f}  "
           f"[{args.eval_samples} generated vs {args.eval_samples} real, mnist_feature_net(seed=1)]")
     print(f"ticket: {out / 'ticket'}   samples: {out / 'samples.png'}")
     return fd
+
+
+def main(argv: list[str] | None = None) -> float:
+    return search_example(make_generator, NZ, argv, __doc__, "out/dcgan_mnist")
 
 
 if __name__ == "__main__":

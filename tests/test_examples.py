@@ -39,7 +39,7 @@ def test_example_runs_end_to_end(name, tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_example_help_lists_its_options(name, capsys):
     with pytest.raises(SystemExit) as exit_:
-        _load(name).parse_args(["--help"])
+        _load(name).main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for option in ("--steps", "--density", "--device", "--out", "--push"):
