@@ -18,8 +18,6 @@ import json
 import statistics
 from pathlib import Path
 
-import torch
-
 from lt_plugins._io import atomic_path
 from lt_plugins.commands.search import SearchJob, run_search
 
@@ -120,7 +118,6 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results", help="where the table, plot and sample sheet go")
     args = parser.parse_args()
 
-    torch.set_num_threads(torch.get_num_threads())
     densities = tuple(args.densities)
     work = Path(args.work)
     results = run(args.seeds, args.steps, densities, work, args.eval_samples, work / f"runs_{args.steps}steps.json")

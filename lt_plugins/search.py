@@ -29,6 +29,17 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode, then give it back its mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the step was not applied."""
 
@@ -263,13 +274,11 @@ class TicketSearch:
         """Images from the fixed sample latents, generated in eval mode."""
         model = model if model is not None else self.generator
         device = device if device is not None else next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        if self.takes_model:
-            images = self.objective.sample(model, self.n_samples, keyed_generator(self.seed, "latent", "samples"))
-        else:
-            images = model(self.sample_latents().to(device))
-        model.train(was_training)
+        with _eval_mode(model):
+            if self.takes_model:
+                images = self.objective.sample(model, self.n_samples, keyed_generator(self.seed, "latent", "samples"))
+            else:
+                images = model(self.sample_latents().to(device))
         return images
 
     def _trainable(self) -> list[nn.Parameter]:
@@ -421,10 +430,8 @@ class TicketSearch:
         return Ticket.from_model(model, objective=self.objective.describe(), samples=samples)
 
     def _check_shapes(self, model: nn.Module, real: torch.Tensor, device: torch.device) -> None:
-        with torch.no_grad():
-            was_training = model.training
-            fake = model.eval()(torch.zeros(2, self.latent_dim, device=device))
-            model.train(was_training)
+        with torch.no_grad(), _eval_mode(model):
+            fake = model(torch.zeros(2, self.latent_dim, device=device))
         if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
             raise ValueError(
                 f"The generator makes images of shape {tuple(fake.shape[1:])} but the real images are "

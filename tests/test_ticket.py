@@ -21,15 +21,6 @@ BUILTIN = [f for f in FAMILIES if f.name in ("dcgan", "stylegan", "unet")]
 BY_NAME = {f.name: f for f in FAMILIES}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: on a shared 2-core machine, intra-op threads cost far more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def searched(family: Family, **config) -> nn.Module:
     """A wrapped model whose scores moved away from their initial values (as after a search)."""
     model = lt.wrap(family.build(), lt.TicketConfig(**{"density": 0.1, "seed": 5, **config})).eval()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from hub_fixtures import deadline
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-from test_ticket import BUILTIN, BY_NAME, fresh, one_thread, output, searched  # noqa: F401  (autouse)
+from test_ticket import BUILTIN, BY_NAME, fresh, output, searched
 
 from lt_plugins.commands.hub import add_pull, add_push, add_sample
 from lt_plugins.ticket import Ticket

@@ -10,7 +10,7 @@ import pickle
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_ticket import BY_NAME, fresh, one_thread, searched  # noqa: F401  (one_thread: autouse)
+from test_ticket import BY_NAME, fresh, searched
 
 import lt_plugins as lt
 from lt_plugins import ticket as ticket_module
