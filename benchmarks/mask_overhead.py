@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import lt_plugins as lt
+from lt_plugins.masking import topk_mask
 from lt_plugins.models import DCGANGenerator
 
 
@@ -117,6 +118,30 @@ def peak_memory_mib(kind: str, batch: int, device: str) -> float:
     return value
 
 
+def selection_ms(n: int, density: float, device: str, repeats: int = 20) -> dict[str, float]:
+    """Median ms to pick the top ``density`` of ``n`` random scores: ours and the plain torch ways."""
+    values = torch.rand(n, device=device)
+    k = round(density * n)
+    ways = {
+        "lt_plugins.masking.topk_mask": lambda: topk_mask(values, k),
+        "torch.kthvalue": lambda: values.kthvalue(n - k + 1),
+        "torch.topk": lambda: values.topk(k, sorted=False),
+        "torch.sort": lambda: values.sort(),
+    }
+    result = {}
+    for name, way in ways.items():
+        way()
+        samples = []
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            way()
+            sync(device)
+            samples.append(time.perf_counter() - start)
+        result[name] = statistics.median(samples) * 1e3
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
@@ -139,6 +164,9 @@ def main() -> None:
               f"{memory[kind]:>26.0f}")
     print(f"masked / dense = {median['ours'] / median['dense']:.3f} (target <= 1.10); "
           f"sort-based / ours = {median['sort'] / median['ours']:.2f}")
+    n = 512 * 256 * 4 * 4  # the largest layer
+    print(f"selecting the top 10% of {n:,} scores on {args.device}, median ms: " + ", ".join(
+        f"{name} {ms:.2f}" for name, ms in selection_ms(n, 0.1, args.device).items()))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,16 @@ than the one the loss matches. Prints one table (mean ± std over seeds, seconds
 writes results JSON, a plot (FD against density, dense and random init as lines) and a
 grid of samples of every variant.
 
-    python benchmarks/paper_mnist.py [--seeds 0 1 2] [--steps 600] [--out benchmarks/results]
+    python benchmarks/paper_mnist.py [--seeds 0 1 2] [--steps 600] [--ema-decay 0.5] [--workers 1] [--out benchmarks/results]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from lt_plugins._io import atomic_path
@@ -24,15 +26,28 @@ from lt_plugins.commands.search import SearchJob, run_search
 DENSITIES = (0.05, 0.1, 0.3, 0.5)
 
 
+def _device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+
+
 def _mean_std(values: list[float]) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):8.2f} ± {std:5.2f}"
 
 
-def run(seeds: list[int], steps: int, densities: tuple[float, ...], work: Path, eval_samples: int,
-        partial: Path) -> dict:
-    """Run every (seed, variant) not yet in ``partial``; the JSON is rewritten after each run."""
+def _run_one(job: SearchJob) -> dict:
+    report = run_search(job)
+    keep = ("fd", "fd_random_init", "seconds_per_step", "samples", "metrics")
+    return {k: report[k] for k in keep}
+
+
+def run(seeds: list[int], steps: int, densities: tuple[float, ...], ema_decay: float, work: Path, eval_samples: int,
+        partial: Path, workers: int) -> dict:
+    """Run every (seed, variant) not yet in ``partial``, ``workers`` at a time; the JSON is rewritten after each run."""
     results: dict[str, dict[str, dict]] = json.loads(partial.read_text()) if partial.exists() else {}
+    pending = []
     for seed in seeds:
         variants = [("dense", SearchJob(dense=True))] + [
             (f"{d:g}", SearchJob(density=d, measure_random_init=False)) for d in densities
@@ -40,25 +55,33 @@ def run(seeds: list[int], steps: int, densities: tuple[float, ...], work: Path, 
         for name, job in variants:
             if str(seed) in results.get(name, {}):
                 continue
-            job.seed, job.steps, job.progress, job.eval_samples = seed, steps, False, eval_samples
+            job.seed, job.steps, job.progress, job.eval_samples, job.ema_decay = seed, steps, False, eval_samples, ema_decay
             job.out = str(work / f"seed{seed}" / name.replace(".", "_"))
-            report = run_search(job)
-            results.setdefault(name, {})[str(seed)] = {
-                "fd": report["fd"], "seconds_per_step": report["seconds_per_step"],
-                "samples": report["samples"], "metrics": report["metrics"],
-            }
-            if name == "dense":  # random init: the same seeded weights before training
-                results.setdefault("random", {})[str(seed)] = {"fd": report["fd_random_init"]}
-            with atomic_path(partial) as tmp:
-                tmp.write_text(json.dumps(results, indent=2))
-            print(f"seed {seed} {name:>6}: FD {report['fd']:.2f} ({report['seconds_per_step'] * 1e3:.0f} ms/step)",
-                  flush=True)
+            pending.append((seed, name, job))
+
+    def record(seed: int, name: str, report: dict) -> None:
+        results.setdefault(name, {})[str(seed)] = {k: v for k, v in report.items() if k != "fd_random_init"}
+        if name == "dense":  # random init: the same seeded weights before training
+            results.setdefault("random", {})[str(seed)] = {"fd": report["fd_random_init"]}
+        with atomic_path(partial) as tmp:
+            tmp.write_text(json.dumps(results, indent=2))
+        print(f"seed {seed} {name:>6}: FD {report['fd']:.2f} ({report['seconds_per_step'] * 1e3:.0f} ms/step)", flush=True)
+
+    if workers == 1:
+        for seed, name, job in pending:
+            record(seed, name, _run_one(job))
+    else:  # independent runs in parallel processes, e.g. several on one GPU
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_one, job): (seed, name) for seed, name, job in pending}
+            for future in as_completed(futures):
+                record(*futures[future], future.result())
     order = ["random", "dense", *(f"{d:g}" for d in densities)]
     return {name: [results[name][str(seed)] for seed in seeds] for name in order}
 
 
-def table(results: dict, steps: int, seeds: list[int]) -> str:
-    lines = [f"DCGAN 32x32 on MNIST, moment matching, {steps} steps, seeds {seeds}; FD on 2,000 samples (lower is better)",
+def table(results: dict, steps: int, seeds: list[int], ema_decay: float) -> str:
+    lines = [f"DCGAN 32x32 on MNIST, moment matching (EMA {ema_decay:g}), {steps} steps, seeds {seeds}; "
+             f"FD on 2,000 samples (lower is better), {_device()}",
              f"{'variant':<22}{'FD mean ± std':>18}{'ms/step':>10}"]
     labels = {"random": "random init", "dense": "dense, trained"}
     for name, runs in results.items():
@@ -112,6 +135,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
     parser.add_argument("--eval-samples", type=int, default=2000)
+    parser.add_argument("--ema-decay", type=float, default=0.5, help="moment matching's running average, every variant")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="runs in parallel processes (several fit on one GPU; on a 2-core CPU keep 1)")
     parser.add_argument("--work", default="benchmarks/out/paper_mnist",
                         help="checkpoints, tickets, sample grids, and the runs so far (an interrupted benchmark "
                              "continues where it stopped)")
@@ -120,8 +146,9 @@ def main() -> None:
 
     densities = tuple(args.densities)
     work = Path(args.work)
-    results = run(args.seeds, args.steps, densities, work, args.eval_samples, work / f"runs_{args.steps}steps.json")
-    text = table(results, args.steps, args.seeds)
+    partial = work / f"runs_{args.steps}steps_ema{args.ema_decay:g}.json"
+    results = run(args.seeds, args.steps, densities, args.ema_decay, work, args.eval_samples, partial, args.workers)
+    text = table(results, args.steps, args.seeds, args.ema_decay)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--density", type=float, default=0.1, help="fraction of weights kept (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frozen weights, scores and noise (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="noised real images per step (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3,
-                        help="Adam learning rate of the scores; 0.1, right for GANs, stalls a UNet (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam learning rate of the scores (default: the UNet family's, 3e-3; 0.1, right for GANs, stalls a UNet)")
     parser.add_argument("--sample-steps", type=int, default=8, help="DDIM steps per sample (default: %(default)s)")
     parser.add_argument("--moment-weight", type=float, default=0.0,
                         help="weight of feature moment matching on 4-step DDIM samples; 0 turns it off (default: %(default)s)")
@@ -72,9 +72,8 @@ def main(argv: list[str] | None = None) -> float:
                         n=args.eval_samples, latent_dim=generator.latent_dim)["fd"]
 
     torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases)
-    # scale_fan=False: GroupNorm follows every convolution, so kept weights need no 1/sqrt(density) boost; with
-    # it, attention logits and the output grow and the search stalls at "predict zero noise" (loss ~1).
-    config = lt.TicketConfig(density=args.density, seed=args.seed, scale_fan=False)
+    # The diffusers family's defaults: convolutions, attention and time embedding masked, scale_fan=False.
+    config = lt.TicketConfig(density=args.density, seed=args.seed)
     unet = lt.wrap(make_unet(), config).to(args.device)
     fd_random = fd_of(unet)
     moments = lt.MomentMatching(mnist_feature_net(args.device)) if args.moment_weight else None

@@ -8,6 +8,7 @@ Example:
     torch.Size([2, 1, 32, 32])
 """
 
+from .base_model import BaseModel
 from .config import TicketConfig
 from .data import load_images, load_mnist
 from .features import TimmFeatures, mnist_feature_net
@@ -20,6 +21,7 @@ from .ticket import Ticket
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseModel",
     "DenoisingObjective",
     "Density",
     "MMD",

@@ -62,18 +62,23 @@ class TicketConfig:
         default="uniform",
         metadata={"help": "'uniform' (U(-0.1, 0.1), the reference default) or 'kaiming_uniform'."},
     )
-    scale_fan: bool = field(
-        default=True,
-        metadata={"help": "Draw weights with the scale of the kept fan-in, gain/sqrt(density*fan_in), so "
-                  "activations keep their size once the mask removes 1-density of the inputs."},
+    scale_fan: bool | None = field(
+        default=None,
+        metadata={"help": "True: draw weights with the scale of the kept fan-in, gain/sqrt(density*fan_in), so "
+                  "activations keep their size once the mask removes 1-density of the inputs; False: "
+                  "gain/sqrt(fan_in). None: the model family's default (False for diffusers UNets, whose "
+                  "GroupNorms re-normalise; True otherwise)."},
     )
     target_modules: list[str] | None = field(
         default=None,
-        metadata={"help": "Modules whose weights are masked: exact names, name suffixes or regexes. "
-                  "None: every floating `weight` with ndim >= 2 outside embedding tables."},
+        metadata={"help": "Modules whose weights are masked: exact names, name suffixes or regexes. None (with "
+                  "exclude_modules None): the model family's defaults (lt_plugins.adapters), which for a "
+                  "generic nn.Module is every floating `weight` with ndim >= 2 outside embedding tables."},
     )
     exclude_modules: list[str] | None = field(
-        default=None, metadata={"help": "Modules never masked, matched like target_modules."}
+        default=None,
+        metadata={"help": "Modules never masked, matched like target_modules. Setting either list replaces "
+                  "the family's defaults: target_modules=None then means every weight."},
     )
     mask_bias: bool = field(default=False, metadata={"help": "Also mask the biases of targeted modules."})
 
@@ -92,9 +97,13 @@ class TicketConfig:
                 )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ValueError(f"TicketConfig.seed={self.seed!r} is not valid; use an integer in [0, 2**63).")
-        for name in ("scale_fan", "mask_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TicketConfig.{name}={getattr(self, name)!r} is not valid; use True or False.")
+        if not isinstance(self.mask_bias, bool):
+            raise ValueError(f"TicketConfig.mask_bias={self.mask_bias!r} is not valid; use True or False.")
+        if self.scale_fan is not None and not isinstance(self.scale_fan, bool):
+            raise ValueError(
+                f"TicketConfig.scale_fan={self.scale_fan!r} is not valid; use True, False, or None for the "
+                "model family's default."
+            )
         self.target_modules = _as_name_list("target_modules", self.target_modules)
         self.exclude_modules = _as_name_list("exclude_modules", self.exclude_modules)
 

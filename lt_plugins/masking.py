@@ -10,6 +10,8 @@ a mask is recomputed only when its scores change.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -17,86 +19,121 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .adapters import adapter_for
 from .config import TicketConfig
 from .init import draw_scores, draw_weight, fan_in
 
 _STATE_ATTR = "_lt_state"
 
 
-class TopKSelector:
-    """Exact top-k boolean masks over a 1-D tensor, using the last threshold as a hint.
+# Below this many values one kthvalue is as cheap as bracketing the threshold first.
+_MIN_BRACKETED = 1 << 16
+_SAMPLE = 1 << 13
+# Half-width of the bracket, in standard errors of the sample's estimate of the rank.
+_MARGIN_SIGMAS = 5.0
 
-    Scores move little between optimiser steps, so the k-th largest value usually lies in a
-    narrow band around the previous one: counting what lies above the band and selecting
-    only inside it gives the same threshold as a full ``kthvalue`` for a fraction of the
-    cost. When the band misses, a full selection runs and the band widens.
 
-    Ties at the threshold are broken by position, so exactly k entries are kept.
+def topk_mask(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the k largest entries of a 1-D tensor, by selection, never a full sort.
+
+    On the CPU a full ``kthvalue`` over millions of scores costs more than the layer's
+    convolution, so the threshold is first bracketed by order statistics of a random sample
+    of the values (several standard errors either side of the target rank) and only what
+    falls inside the bracket is selected exactly; a bracket that misses is detected and a
+    full selection runs. On other devices one ``topk`` selection with no host synchronisation
+    is cheaper than any bracketing. Ties at the threshold are broken by position, so exactly
+    k entries are kept.
 
     Example:
-        >>> sel = TopKSelector()
-        >>> sel.mask(torch.tensor([0.3, 0.1, 0.3, 0.2]), 2).tolist()
+        >>> topk_mask(torch.tensor([0.3, 0.1, 0.3, 0.2]), 2).tolist()
         [True, False, True, False]
     """
+    n = values.numel()
+    if k >= n:
+        return torch.ones_like(values, dtype=torch.bool)
+    if values.device.type != "cpu":
+        return _topk_mask_without_sync(values, k)
+    if n >= _MIN_BRACKETED:
+        low, high = _bracket(values, k)
+        keep = values > high
+        need = k - int(torch.count_nonzero(keep))
+        band = ((values >= low) ^ keep).nonzero().squeeze(1)  # positions in [low, high], ascending
+        if 0 < need <= band.numel():
+            keep[band[_topk_mask_by_kthvalue(values[band], need)]] = True
+            return keep
+    return _topk_mask_by_kthvalue(values, k)
 
-    # Shrink the band when it holds more than this fraction of all values.
-    MAX_BAND_FRACTION = 0.02
 
-    def __init__(self) -> None:
-        self.threshold: torch.Tensor | None = None
-        self.band = 0.0
+def _topk_mask_by_kthvalue(values: torch.Tensor, k: int) -> torch.Tensor:
+    threshold = values.kthvalue(values.numel() - k + 1).values
+    keep = values >= threshold
+    # count_nonzero, not .sum(): on a bool tensor it is ~6x faster here, and this is per step.
+    surplus = int(torch.count_nonzero(keep)) - k
+    if surplus:  # ties at the threshold: drop the last ones
+        ties = values == threshold
+        keep &= ~ties | (ties.cumsum(0) <= int(torch.count_nonzero(ties)) - surplus)
+    return keep
 
-    def mask(self, values: torch.Tensor, k: int) -> torch.Tensor:
-        n = values.numel()
-        if k >= n:
-            return torch.ones_like(values, dtype=torch.bool)
-        threshold = self._threshold(values, k)
-        keep = values >= threshold
-        # count_nonzero, not .sum(): on a bool tensor it is ~6x faster here, and this is per step.
-        surplus = int(torch.count_nonzero(keep)) - k
-        if surplus:
-            ties = values == threshold
-            keep &= ~ties | (ties.cumsum(0) <= int(torch.count_nonzero(ties)) - surplus)
-        return keep
 
-    def _threshold(self, values: torch.Tensor, k: int) -> torch.Tensor:
-        n = values.numel()
-        if self.threshold is not None and self.threshold.device == values.device:
-            low, high = self.threshold - self.band, self.threshold + self.band
-            n_above = int(torch.count_nonzero(values > high))
-            if n_above < k:
-                inside = values[(values >= low) & (values <= high)]
-                need = k - n_above
-                if need <= inside.numel():
-                    self.threshold = inside.kthvalue(inside.numel() - need + 1).values
-                    if inside.numel() > self.MAX_BAND_FRACTION * n:
-                        self.band /= 2
-                    return self.threshold
-            self.band *= 4
-        self.threshold = values.kthvalue(n - k + 1).values
-        if self.band == 0.0:
-            self.band = 1e-3 * abs(float(self.threshold)) + 1e-12
-        return self.threshold
+def _bracket(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) that hold the k-th largest of ``values`` with overwhelming probability."""
+    n = values.numel()
+    sample = values[_sample_positions(n)]
+    m = sample.numel()
+    rank = k / n * m  # expected rank of the threshold in the sample, counted from the top
+    margin = _MARGIN_SIGMAS * math.sqrt(rank * (1 - k / n)) + 2
+    top, bottom = math.floor(rank - margin), math.ceil(rank + margin)
+    high = sample.kthvalue(m - top + 1).values if top >= 1 else values.max()
+    low = sample.kthvalue(m - bottom + 1).values if bottom <= m else values.min()
+    return low, high
+
+
+@functools.lru_cache(maxsize=64)
+def _sample_positions(n: int) -> torch.Tensor:
+    # Random, not strided: a stride that shares a factor with a kernel's size samples one
+    # kernel position only, whose scores can drift apart from the rest.
+    return torch.randint(n, (_SAMPLE,), generator=torch.Generator().manual_seed(n))
+
+
+def _topk_mask_without_sync(values: torch.Tensor, k: int) -> torch.Tensor:
+    # topk, not kthvalue: CUDA's kthvalue gives a whole 1-D tensor to one thread block.
+    threshold = values.topk(k, sorted=False).values.min()
+    above = values > threshold
+    ties = values == threshold
+    return above | (ties & (ties.cumsum(0) <= k - above.sum()))
 
 
 class _MaskedWeight(torch.autograd.Function):
     """weight * mask forward; straight-through backward to the scores.
 
     The mask is treated as the identity of |scores|, so d loss / d score =
-    (d loss / d masked weight) * weight * sign(score).
+    (d loss / d masked weight) * weight * sign(score). ``mask`` (in the weight's dtype) and
+    ``sign`` (sign of the scores) are buffers the ScoreMask refills only when its scores
+    change; autograd's version check refuses a backward through a stale one.
     """
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(weight, scores, mask)
+    def forward(ctx, weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight, sign, mask if ctx.needs_input_grad[0] else None)
         return weight * mask
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        weight, scores, mask = ctx.saved_tensors
+        weight, sign, mask = ctx.saved_tensors
         grad_weight = grad * mask if ctx.needs_input_grad[0] else None
-        grad_scores = (grad * weight).to(scores.dtype).mul_(scores.sign())
-        return grad_weight, grad_scores, None
+        grad_scores = (grad * weight).to(sign.dtype).mul_(sign)
+        return grad_weight, grad_scores, None, None
+
+
+def _refill(buffer: torch.Tensor | None, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``buffer`` if it fits ``like`` (shape, device) and ``dtype``, else a new empty one.
+
+    Per-step tensors the size of a weight are reused rather than reallocated: on the CPU a
+    fresh multi-megabyte allocation costs page faults on every step.
+    """
+    if buffer is None or buffer.shape != like.shape or buffer.device != like.device or buffer.dtype != dtype:
+        return torch.empty(like.shape, device=like.device, dtype=dtype)
+    return buffer
 
 
 def _version_key(scores: torch.Tensor) -> tuple:
@@ -109,7 +146,6 @@ class _GlobalTopK:
     def __init__(self, density: float) -> None:
         self.density = density
         self.members: list[ScoreMask] = []
-        self.selector = TopKSelector()
         self._key: tuple | None = None
         self._masks: list[torch.Tensor] = []
 
@@ -118,7 +154,7 @@ class _GlobalTopK:
         if key != self._key:
             flat = torch.cat([m.scores.detach().abs().flatten() for m in self.members])
             k = max(1, round(self.density * flat.numel()))
-            keep = self.selector.mask(flat, k)
+            keep = topk_mask(flat, k)
             sizes = [m.scores.numel() for m in self.members]
             self._masks = [part.view_as(m.scores) for part, m in zip(keep.split(sizes), self.members)]
             self._key = key
@@ -147,9 +183,12 @@ class ScoreMask(nn.Module):
         self.density = density
         self.param_name = param_name
         self._global = global_topk
-        self._selector = TopKSelector()
         self._key: tuple | None = None
         self._mask: torch.Tensor | None = None
+        self._abs: torch.Tensor | None = None
+        self._buffers_key: tuple | None = None
+        self._weight_mask: torch.Tensor | None = None
+        self._sign: torch.Tensor | None = None
 
     @property
     def kept(self) -> int:
@@ -162,13 +201,21 @@ class ScoreMask(nn.Module):
             return self._global.mask_of(self)
         key = _version_key(self.scores)
         if key != self._key:
-            flat = self.scores.detach().abs().flatten()
-            self._mask = self._selector.mask(flat, self.kept).view_as(self.scores)
+            self._abs = _refill(self._abs, self.scores, self.scores.dtype)
+            torch.abs(self.scores.detach(), out=self._abs)
+            self._mask = topk_mask(self._abs.view(-1), self.kept).view_as(self.scores)
             self._key = key
         return self._mask
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return _MaskedWeight.apply(weight, self.scores, self.mask().to(weight.dtype))
+        key = (_version_key(self.scores), weight.dtype)
+        if key != self._buffers_key:
+            self._weight_mask = _refill(self._weight_mask, weight, weight.dtype)
+            self._weight_mask.copy_(self.mask())
+            self._sign = _refill(self._sign, self.scores, self.scores.dtype)
+            torch.sign(self.scores.detach(), out=self._sign)
+            self._buffers_key = key
+        return _MaskedWeight.apply(weight, self.scores, self._weight_mask, self._sign)
 
     def extra_repr(self) -> str:
         scope = "global" if self._global is not None else "layer"
@@ -229,11 +276,15 @@ def _candidate_params(model: nn.Module, mask_bias: bool):
 def find_targets(model: nn.Module, config: TicketConfig) -> list[tuple[str, nn.Module, str]]:
     """The (module name, module, parameter name) triples `wrap` would mask, in model order.
 
+    A config that sets neither ``target_modules`` nor ``exclude_modules`` gets the defaults of
+    ``model``'s family (`lt_plugins.adapters`); for a generic nn.Module that is every weight.
+
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
         >>> [(name, p) for name, _, p in find_targets(net, TicketConfig(exclude_modules="2"))]
         [('0', 'weight')]
     """
+    config = adapter_for(model).resolve(config)
     candidates = list(_candidate_params(model, config.mask_bias))
     if not candidates:
         raise ValueError(
@@ -291,6 +342,11 @@ def is_wrapped(model: nn.Module) -> bool:
 def wrap(model: nn.Module, config: TicketConfig | None = None) -> nn.Module:
     """Freeze ``model`` at weights drawn from ``config.seed`` and put a score mask on its targets.
 
+    What ``config`` leaves open -- the targets when neither ``target_modules`` nor
+    ``exclude_modules`` is set, ``scale_fan`` when it is None -- comes from ``model``'s family
+    (`lt_plugins.adapters`); the config so resolved is the one `wrap_config` returns and
+    tickets record.
+
     Every targeted weight is re-drawn on the CPU in float32 from a generator keyed by
     (seed, parameter name) -- unless ``weight_init="keep"`` -- then moved to its device.
     Every parameter of the model is frozen; the only trainable tensors afterwards are the
@@ -314,6 +370,7 @@ def wrap(model: nn.Module, config: TicketConfig | None = None) -> nn.Module:
             f"{type(model).__name__} is already wrapped with score masks. Call lt.unwrap(model) or "
             "lt.merge(model) first, or wrap a fresh instance."
         )
+    config = adapter_for(model).resolve(config)
     targets = find_targets(model, config)
 
     # Draw everything before touching the model, so a failure leaves it as it was.
@@ -348,7 +405,16 @@ def wrap(model: nn.Module, config: TicketConfig | None = None) -> nn.Module:
 
 
 def wrap_config(model: nn.Module) -> TicketConfig:
-    """The TicketConfig ``model`` was wrapped with."""
+    """The TicketConfig ``model`` was wrapped with, with its family's defaults filled in.
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> from diffusers import UNet2DModel
+        >>> unet = UNet2DModel(sample_size=8, block_out_channels=(8, 8), norm_num_groups=4,
+        ...                    down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+        >>> wrap_config(lt.wrap(unet, lt.TicketConfig(density=0.2))).scale_fan
+        False
+    """
     state = getattr(model, _STATE_ATTR, None)
     if state is None:
         raise ValueError(f"{type(model).__name__} is not wrapped; call lt.wrap(model, config) first.")

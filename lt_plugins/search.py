@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_path
 from .init import keyed_generator
+from .adapters import adapter_for
 from .masking import is_wrapped, score_parameters
 from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
 
@@ -171,8 +172,9 @@ class TicketSearch:
             ``objective(model, batch_size)`` and draws sample grids with ``objective.sample``.
         batch_size: latents per step per process (the global batch is this × processes;
             use ``batch_size // processes`` to keep a single-process run's global batch).
-        lr: Adam learning rate (default 0.1 for scores, 3e-3 for dense weights: the best of a
-            sweep on MNIST, see benchmarks/paper_mnist.py).
+        lr: Adam learning rate (default: the generator's family's ``search_lr`` for scores or
+            ``dense_lr`` for weights, `lt_plugins.adapters`; 0.1 and 3e-3 for networks with
+            normalisation layers such as DCGAN, 3e-4 for StyleGAN, see benchmarks/).
         betas: Adam betas; β1 = 0.5 as in the reference configuration.
         dense: train the weights of an unwrapped generator with the same loss instead.
         output_dir: where checkpoints and sample grids go (None: nothing is written).
@@ -242,7 +244,10 @@ class TicketSearch:
         self.objective = objective
         self.latent_dim = latent_dim
         self.batch_size = batch_size
-        self.lr = lr if lr is not None else (3e-3 if dense else 0.1)
+        if lr is None:
+            adapter = adapter_for(generator)
+            lr = adapter.dense_lr if dense else adapter.search_lr
+        self.lr = lr
         self.betas = betas
         self.dense = dense
         self.output_dir = Path(output_dir) if output_dir is not None else None

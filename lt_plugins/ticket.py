@@ -4,8 +4,10 @@ A ticket folder (the same on disk and on the Hub):
 
 - ``ticket_config.json``: format version, the lt_plugins/torch/python versions and platform
   that made it, the model spec, the `TicketConfig` (seed, init, density, scope, targets),
-  one entry per masked tensor (name, shape, dtype, kept count, sha256 fingerprint of its
-  regenerated weights), the size and sha256 of every binary file, objective and metrics.
+  the pretrained base of a ticket on one (Hub repo id, commit sha, subfolder; see
+  `lt_plugins.base_model`), one entry per masked tensor (name, shape, dtype, kept count,
+  sha256 fingerprint of its regenerated weights), the size and sha256 of every binary file,
+  objective and metrics.
 - ``masks.safetensors``: one uint8 tensor per masked weight, its mask flattened in row-major
   order and packed 8 bits a byte, least significant bit first (``numpy.packbits(...,
   bitorder="little")``); padding bits are zero.
@@ -44,6 +46,7 @@ from torch.nn.utils import parametrize
 from .adapters import adapter_for, build_model, check_spec, get_adapter
 from .adapters.base import class_path
 from ._io import set_default_mode
+from .base_model import BaseModel, ticket_base
 from .config import TicketConfig
 from .init import draw_weight, fan_in, fingerprint
 from .masking import ScoreMask, find_targets, is_wrapped, unwrap, wrap, wrap_config
@@ -51,7 +54,8 @@ from .masking import masks as current_masks
 from .masking import merge as merge_masks
 
 FORMAT = "lt_plugins.ticket"
-FORMAT_VERSION = 1
+# 2 added "base", the pretrained base of a weight_init="keep" ticket; version 1 tickets have none.
+FORMAT_VERSION = 2
 CONFIG_NAME = "ticket_config.json"
 MASKS_NAME = "masks.safetensors"
 REMAINDER_NAME = "remainder.safetensors"
@@ -393,6 +397,16 @@ def _parse_targets(data: dict) -> list[dict[str, Any]]:
     return targets
 
 
+def _parse_base(data: dict) -> BaseModel | None:
+    if data["format_version"] < 2:
+        return None
+    value = _get(data, "base", (dict, type(None)))
+    try:
+        return None if value is None else BaseModel.from_dict(value)
+    except ValueError as err:
+        raise _fail("'base'", f"is invalid: {err}") from err
+
+
 def _check_names(what: str, theirs: set[str], ours: set[str], ours_label: str) -> None:
     missing, extra = sorted(ours - theirs), sorted(theirs - ours)
     if missing or extra:
@@ -402,6 +416,19 @@ def _check_names(what: str, theirs: set[str], ours: set[str], ours_label: str) -
         if missing:
             parts.append(f"{ours_label} has {missing[:5]}{' ...' if len(missing) > 5 else ''} that the ticket lacks")
         raise TicketError(f"{what} differ: {'; '.join(parts)}.")
+
+
+def _check_base(base: Any, config: TicketConfig) -> BaseModel | None:
+    if base is None:
+        return None
+    if config.weight_init != "keep":
+        raise TicketError(
+            f"This ticket's weights come from its seed {config.seed} ({config.weight_init}), so it has no "
+            f"pretrained base; base={str(base)!r} was given. A base is for weight_init='keep'."
+        )
+    if not isinstance(base, BaseModel) or not base.pinned:
+        raise TicketError(f"base must be a BaseModel pinned to a commit sha (BaseModel.pin()), got {base!r}.")
+    return base
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,6 +445,8 @@ class Ticket:
     Attributes:
         spec: the model's family, class and constructor config (see `lt_plugins.adapters`).
         config: the `TicketConfig` the model was wrapped with (seed, density, scope, ...).
+        base: for a ticket on a pretrained base (``weight_init="keep"``), the `BaseModel` (Hub
+            repo id at a pinned commit) whose weights it masks; None when unknown or seed-drawn.
         masks: masked parameter name -> boolean mask (True = kept).
         fingerprints: masked parameter name -> sha256 of its regenerated weights.
         remainder: every other state_dict entry of the model, as values.
@@ -451,6 +480,7 @@ class Ticket:
         samples: Any = None,
         created_with: dict[str, str] | None = None,
         weight_dtypes: dict[str, str] | None = None,
+        base: BaseModel | None = None,
     ) -> None:
         try:
             self.spec = check_spec(spec)
@@ -460,6 +490,7 @@ class Ticket:
         if not isinstance(config, TicketConfig):
             raise TicketError(f"config must be a TicketConfig, got {type(config).__name__}.")
         self.config = config
+        self.base = _check_base(base, config)
         self.masks = {name: m.to("cpu", torch.bool) for name, m in masks.items()}
         self.fingerprints = dict(fingerprints)
         self.remainder = dict(remainder)
@@ -540,11 +571,18 @@ class Ticket:
         metrics: dict[str, Any] | None = None,
         samples: Any = None,
         portable: bool = False,
+        base: str | BaseModel | None = None,
     ) -> Ticket:
         """The ticket a wrapped model currently holds (its masks, seed, config and dense remainder).
 
         Args:
             model: a model wrapped with `lt_plugins.wrap`.
+            base: for a model wrapped with ``weight_init="keep"``, the Hub repo its pretrained
+                weights came from: a repo id or a `BaseModel` (repo id, revision, subfolder).
+                Default: the repo the model names itself (diffusers ``from_pretrained`` records
+                it in ``config._name_or_path``) at its main branch. The revision is pinned to
+                its commit sha now, asking the Hub unless it is one. Without a known base the
+                ticket still works, but `apply` then needs that very model passed.
             objective: what the search optimised: an objective with ``describe()``, a dict or a string.
             metrics: name -> value, e.g. ``{"fid": 31.2}``; shown on the model card.
             samples: images (N, C, H, W) in [-1, 1], or a PIL image; saved as ``samples.png``.
@@ -559,6 +597,12 @@ class Ticket:
             (3, 16)
         """
         config = wrap_config(model)
+        adapter = adapter_for(model)
+        if config.weight_init == "keep":  # a seed ticket given a base is refused by the constructor
+            try:
+                base = ticket_base(base, adapter.base_repo(model))
+            except ValueError as err:
+                raise TicketError(str(err)) from err
         entries = _masked_entries(model)
         masks = {name: m.to("cpu") for name, m in current_masks(model).items()}
         fingerprints, kept, dtypes = {}, {}, {}
@@ -569,7 +613,7 @@ class Ticket:
             if portable:
                 kept[name] = weight[masks[name].to(weight.device)].to("cpu").clone()
         return cls(
-            adapter_for(model).spec(model),
+            adapter.spec(model),
             config,
             masks,
             fingerprints,
@@ -579,6 +623,7 @@ class Ticket:
             metrics=metrics,
             samples=samples,
             weight_dtypes=dtypes,
+            base=base,
         )
 
     # -- save / load --------------------------------------------------------------------------
@@ -596,6 +641,7 @@ class Ticket:
             "created_with": self.created_with,
             "model": self.spec,
             "ticket_config": self.config.to_dict(),
+            "base": self.base.to_dict() if self.base else None,
             "density": self.density,
             "portable": self.portable,
             "masks": {"file": MASKS_NAME, "packing": "packbits", "bit_order": BIT_ORDER, "element_order": "row-major"},
@@ -693,6 +739,7 @@ class Ticket:
         targets = _parse_targets(data)
         files = _get(data, "files", dict)
         portable = _get(data, "portable", bool)
+        base = _parse_base(data)
 
         packed = _load_tensors(MASKS_NAME, _read_binary(folder, MASKS_NAME, files))
         _check_names(f"{MASKS_NAME} and {CONFIG_NAME} targets", set(packed), {t["name"] for t in targets}, "the config")
@@ -729,6 +776,7 @@ class Ticket:
             samples=samples,
             created_with={str(k): str(v) for k, v in created_with.items()},
             weight_dtypes={t["name"]: t["dtype"] for t in targets},
+            base=base,
         )
 
     def push_to_hub(
@@ -775,7 +823,8 @@ class Ticket:
 
         Args:
             model: a fresh (unwrapped) instance of the ticket's architecture. None builds one from
-                the spec, for the built-in families and allow-listed diffusers/timm classes.
+                the spec, for the built-in families and allow-listed diffusers/timm classes; for a
+                ticket on a pretrained base, None loads the base from the Hub at the ticket's commit.
             merge: return an ordinary module with the masks baked in (`lt_plugins.merge`).
             allow_remote_code: for a ticket of a class outside the allow-list, import that class
                 from its recorded path (only for tickets you trust).
@@ -792,10 +841,7 @@ class Ticket:
             True
         """
         if model is None:
-            try:
-                model = build_model(self.spec, allow_remote_code=allow_remote_code)
-            except ValueError as err:
-                raise TicketError(str(err)) from err
+            model = self._fresh_model(allow_remote_code)
         mismatched = self._check_model(model)
         snapshot = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         try:
@@ -806,6 +852,21 @@ class Ticket:
             model.load_state_dict(snapshot)
             raise
         return merge_masks(model) if merge else model
+
+    def _fresh_model(self, allow_remote_code: bool) -> nn.Module:
+        """What apply() masks when given no model: the base from the Hub, or a model built from the spec."""
+        if self.config.weight_init == "keep" and self.base is None and not self.portable:
+            raise TicketError(
+                f"This ticket masks the weights of a pretrained {self.spec['class']} (weight_init='keep') but records "
+                "no base repo to load them from: pass that model, ticket.apply(model). To record the base, make the "
+                "ticket with Ticket.from_model(model, base='owner/name')."
+            )
+        try:
+            if self.base is not None:
+                return get_adapter(self.spec["family"]).load_base(self.spec, self.base)
+            return build_model(self.spec, allow_remote_code=allow_remote_code)
+        except ValueError as err:
+            raise TicketError(str(err)) from err
 
     def _check_model(self, model: nn.Module) -> set[str]:
         """Every check that can fail, before the model is touched. Returns the tensors whose
@@ -892,17 +953,18 @@ class Ticket:
 
     def _fingerprint_message(self, mismatched: list[tuple[str, str]], total: int) -> str:
         name, here = mismatched[0]
+        differ = (
+            f"sha256 {here[:16]}... here, {self.fingerprints[name][:16]}... in the ticket "
+            f"({len(mismatched)} of {total} masked tensors differ)"
+        )
+        if self.config.weight_init == "keep":
+            return f"Weight {name!r} of the model is not the one the ticket was made on: {differ}. {self._keep_hint()}"
         theirs_env, ours_env = self.created_with, _environment()
         where = (
             f"The ticket was made with torch {theirs_env.get('torch', '?')} on {theirs_env.get('platform', '?')}; "
             f"this is torch {ours_env['torch']} on {ours_env['platform']}."
         )
-        if self.config.weight_init == "keep":
-            cause = (
-                "This ticket masks the weights the model already held (weight_init='keep'), so pass the model "
-                "with exactly those base weights, or use a portable ticket."
-            )
-        elif (theirs_env.get("torch"), theirs_env.get("platform")) == (ours_env["torch"], ours_env["platform"]):
+        if (theirs_env.get("torch"), theirs_env.get("platform")) == (ours_env["torch"], ours_env["platform"]):
             cause = (
                 "Torch and platform are the same, so the ticket's seed or fingerprints were changed after saving, "
                 "or it was made from weights the seed does not give. Re-save it from the model it came from, or "
@@ -916,8 +978,18 @@ class Ticket:
             )
         return (
             f"Weight {name!r} regenerated from seed {self.config.seed} ({self.config.weight_init}) does not match the "
-            f"ticket: sha256 {here[:16]}... here, {self.fingerprints[name][:16]}... in the ticket "
-            f"({len(mismatched)} of {total} masked tensors differ). {where} {cause}"
+            f"ticket: {differ}. {where} {cause}"
+        )
+
+    def _keep_hint(self) -> str:
+        if self.base is None:
+            return (
+                "This ticket masks the weights the model already held (weight_init='keep'), so pass the model "
+                "with exactly those base weights, or use a portable ticket."
+            )
+        return (
+            f"This ticket masks the pretrained weights of its base {self.base} (weight_init='keep'): call apply() "
+            "with no model to load that revision from the Hub, or pass a model loaded from exactly that revision."
         )
 
     def _load_into(self, model: nn.Module, mismatched: set[str]) -> None:
@@ -958,18 +1030,24 @@ class Ticket:
         builtin = family in ("dcgan", "stylegan", "diffusers", "timm")
         data = ModelCardData(
             library_name="lt-plugins",
+            base_model=self.base.repo_id if self.base else None,
             tags=["lottery-ticket", "lt-plugins", "pruning", family],
             metrics=sorted(self.metrics) or None,
         )
-        apply_line = "model = ticket.apply()" if builtin else f"model = ticket.apply({short}(...))  # a fresh {cls}"
+        masked, rebuilt, origin = self._card_origin()
+        if self.config.weight_init == "keep" and self.base is None:
+            apply_line = f"model = ticket.apply(base_model)  # the very {cls} the ticket was made on"
+        elif builtin:
+            apply_line = "model = ticket.apply()"
+        else:
+            apply_line = f"model = ticket.apply({short}(...))  # a fresh {cls}"
         objective = self.objective
         if isinstance(objective, dict):
             objective = objective.get("name", json.dumps(objective))
         lines = [
             f"# {short}: a strong lottery ticket at {self.density:.1%} of its weights",
             "",
-            f"A binary mask over the frozen random weights of `{cls}`, drawn from seed {self.config.seed}. "
-            "No weight was trained: only which weights to keep was chosen"
+            f"A binary mask over {masked}. No weight was trained: only which weights to keep was chosen"
             + (f", by minimising `{objective}`." if objective else "."),
             "",
         ]
@@ -984,8 +1062,7 @@ class Ticket:
             apply_line,
             "```",
             "",
-            "`apply` rebuilds the network from the seed, checks the sha256 of every regenerated weight, "
-            "and masks it.",
+            f"`apply` {rebuilt}, checks the sha256 of every masked weight, and masks it.",
             "",
             "## Ticket",
             "",
@@ -994,7 +1071,7 @@ class Ticket:
             f"| family | {family} |",
             f"| class | `{cls}` |",
             f"| density | {self.density:.4%} ({self.config.scope} scope) |",
-            f"| seed | {self.config.seed} |",
+            f"| {origin} |",
             f"| weight init | {self.config.weight_init} |",
             f"| masked tensors | {len(self.masks)} ({sum(m.numel() for m in self.masks.values()):,} weights) |",
             f"| portable | {'yes' if self.portable else 'no'} |",
@@ -1007,6 +1084,29 @@ class Ticket:
             lines += [f"| {k} | {v} |" for k, v in sorted(self.metrics.items())]
             lines.append("")
         return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+
+    def _card_origin(self) -> tuple[str, str, str]:
+        """Where the masked weights come from, for the card: what is masked, what apply does, a table row."""
+        cls = self.spec["class"]
+        if self.config.weight_init != "keep":
+            return (
+                f"the frozen random weights of `{cls}`, drawn from seed {self.config.seed}",
+                "rebuilds the network from the seed",
+                f"seed | {self.config.seed}",
+            )
+        if self.base is None:
+            return (
+                f"the pretrained weights of a `{cls}` whose Hub repo this ticket does not record: pass that very "
+                "model to `apply`",
+                "takes the model you pass",
+                "base | not recorded",
+            )
+        at = f"commit `{self.base.revision}`" + (f", subfolder `{self.base.subfolder}`" if self.base.subfolder else "")
+        return (
+            f"the pretrained weights of `{cls}` from `{self.base.repo_id}` at {at}",
+            f"loads the base from the Hub at {at}",
+            f"base | `{self.base.repo_id}` at {at}",
+        )
 
 
 def _download(

@@ -10,7 +10,7 @@ from families import FAMILIES, FAMILY_IDS
 from torch import nn
 
 import lt_plugins as lt
-from lt_plugins.masking import TopKSelector, score_masks
+from lt_plugins.masking import _sample_positions, score_masks, topk_mask
 
 
 @pytest.fixture(params=FAMILIES, ids=FAMILY_IDS)
@@ -119,16 +119,32 @@ def test_ties_do_not_change_the_kept_count():
     assert int(lt.masks(layer)["weight"].sum()) == round(0.1 * 64 * 64)
 
 
-def test_selector_with_hint_equals_full_selection():
-    torch.manual_seed(0)
-    scores = torch.rand(50_000)
-    hinted = TopKSelector()
-    for step in range(30):
-        scores += 0.002 * torch.randn_like(scores) * (10 if step % 7 == 6 else 1)
-        k = 4_000 + step
-        expected = torch.zeros_like(scores, dtype=torch.bool)
-        expected[scores.topk(k).indices] = True
-        assert torch.equal(hinted.mask(scores, k), expected), step
+def _topk_by_position(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Reference: a stable full sort, ties kept in position order."""
+    order = torch.sort(values, descending=True, stable=True).indices
+    expected = torch.zeros_like(values, dtype=torch.bool)
+    expected[order[:k]] = True
+    return expected
+
+
+@pytest.mark.parametrize("n", [1_000, 300_000])
+def test_topk_mask_equals_a_full_sort(n):
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.rand(n, generator=g)
+    sample_misleads = torch.rand(n, generator=g)
+    sample_misleads[_sample_positions(n)] = 0.0  # the bracket's sample sees only zeros: must fall back, still exact
+    ties = torch.randint(0, 4, (n,), generator=g).float()  # thousands of ties at the threshold
+    for values in (smooth, sample_misleads, ties, -smooth.sort().values):
+        for k in (1, n // 20, n // 2, n - 1):
+            assert torch.equal(topk_mask(values, k), _topk_by_position(values, k)), (n, k)
+
+
+def test_topk_mask_on_cuda_when_available():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    values = torch.randint(0, 50, (200_000,)).float()
+    for k in (1, 12_345, 199_999):
+        assert torch.equal(topk_mask(values.cuda(), k).cpu(), _topk_by_position(values, k))
 
 
 def test_straight_through_gradient_is_grad_times_weight_times_sign():

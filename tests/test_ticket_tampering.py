@@ -171,8 +171,9 @@ def test_invalid_ticket_config_is_refused(tmp_path):
 
 
 def test_newer_format_version_is_refused(folder):
-    edit_config(folder, lambda c: c.update(format_version=2, created_with={"lt_plugins": "9.0.0"}))
-    expected = r"format version 2, written by lt_plugins 9\.0\.0.*pip install -U lt-plugins"
+    newer = ticket_module.FORMAT_VERSION + 1
+    edit_config(folder, lambda c: c.update(format_version=newer, created_with={"lt_plugins": "9.0.0"}))
+    expected = rf"format version {newer}, written by lt_plugins 9\.0\.0.*pip install -U lt-plugins"
     with pytest.raises(TicketError, match=expected):
         Ticket.from_pretrained(folder)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..base_model import BaseModel
 from ..config import TicketConfig
 
 
@@ -58,21 +60,27 @@ def json_config(owner: str, config: Any) -> dict[str, Any]:
 class Adapter:
     """What the package knows about one family of models.
 
-    Subclasses set ``family`` (the name written into tickets), the default mask targets
-    (``target_modules`` / ``exclude_modules``, matched like `TicketConfig`'s), and implement
-    `matches`, `spec` and `build`. Register one with `lt_plugins.adapters.register_adapter`.
+    Subclasses set ``family`` (the name written into tickets), the defaults `lt_plugins.wrap`
+    uses where a `TicketConfig` leaves them open (``target_modules`` / ``exclude_modules``,
+    matched like `TicketConfig`'s, and ``scale_fan``), the search's default learning rates, and implement `matches`, `spec` and
+    `build`. Register one with `lt_plugins.adapters.register_adapter`.
 
     Example:
         >>> from lt_plugins.adapters import adapter_for
         >>> from lt_plugins.models import DCGANGenerator
         >>> adapter = adapter_for(DCGANGenerator(nz=8, ngf=8, nc=1, image_size=8))
-        >>> adapter.family, adapter.ticket_config(density=0.2).density
-        ('dcgan', 0.2)
+        >>> adapter.family, adapter.ticket_config(density=0.2).scale_fan
+        ('dcgan', True)
     """
 
     family: str = ""
     target_modules: list[str] | None = None
     exclude_modules: list[str] | None = None
+    scale_fan: bool = True
+    # Adam learning rates `lt_plugins.TicketSearch` uses when given none: for scores, and for
+    # the dense baseline's weights.
+    search_lr: float = 0.1
+    dense_lr: float = 3e-3
 
     def matches(self, model: nn.Module) -> bool:
         """Whether ``model`` belongs to this family."""
@@ -103,6 +111,17 @@ class Adapter:
             if theirs[key] != ours[key]
         ]
 
+    def base_repo(self, model: nn.Module) -> str | None:
+        """The Hub repo id ``model`` says its weights were loaded from, None if it does not say."""
+        return None
+
+    def load_base(self, spec: dict[str, Any], base: BaseModel) -> nn.Module:
+        """The pretrained model ``base`` names, loaded from the Hub at its revision, for a keep-ticket of ``spec``."""
+        raise ValueError(
+            f"The {self.family!r} family cannot load a base model from the Hub; load {base} yourself "
+            "and pass it: ticket.apply(model)."
+        )
+
     def latent_dim(self, spec: dict[str, Any]) -> int | None:
         """Width of the latent ``z`` a model of this spec takes, None if it takes none."""
         return None
@@ -117,9 +136,25 @@ class Adapter:
         )
 
     def ticket_config(self, **kwargs: Any) -> TicketConfig:
-        """A `TicketConfig` with this family's default targets; ``kwargs`` override any field."""
-        defaults = {"target_modules": self.target_modules, "exclude_modules": self.exclude_modules}
-        return TicketConfig(**{**defaults, **kwargs})
+        """``TicketConfig(**kwargs)`` with this family's defaults filled in (see `resolve`)."""
+        return self.resolve(TicketConfig(**kwargs))
+
+    def resolve(self, config: TicketConfig) -> TicketConfig:
+        """``config`` with what it leaves to the family filled in: the targets when neither
+        ``target_modules`` nor ``exclude_modules`` is set, and ``scale_fan`` when it is None.
+
+        Example:
+            >>> from lt_plugins.adapters import get_adapter
+            >>> resolved = get_adapter("diffusers").resolve(TicketConfig(exclude_modules="conv_out"))
+            >>> resolved.target_modules, resolved.scale_fan
+            (None, False)
+        """
+        changes: dict[str, Any] = {}
+        if config.target_modules is None and config.exclude_modules is None:
+            changes.update(target_modules=self.target_modules, exclude_modules=self.exclude_modules)
+        if config.scale_fan is None:
+            changes["scale_fan"] = self.scale_fan
+        return dataclasses.replace(config, **changes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(family={self.family!r})"

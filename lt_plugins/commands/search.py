@@ -32,6 +32,7 @@ class SearchJob:
     seed: int = 0
     weight_init: str = "signed_constant"
     objective: str = "moments"
+    ema_decay: float = 0.5
     steps: int = 600
     batch_size: int = 64
     lr: float | None = None
@@ -101,7 +102,10 @@ def run_search(job: SearchJob) -> dict[str, Any]:
         generator = lt.unwrap(generator)  # the same seeded start, every weight trainable
 
     features = mnist_feature_net(device=device)
-    objective = lt.MomentMatching(features) if job.objective == "moments" else lt.MMD(features, seed=job.seed)
+    if job.objective == "moments":
+        objective = lt.MomentMatching(features, ema_decay=job.ema_decay)
+    else:
+        objective = lt.MMD(features, seed=job.seed)
     metric_net = evaluation_net(device)
     before = None
     if job.measure_random_init:
@@ -179,9 +183,11 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
                         choices=("signed_constant", "kaiming_uniform", "kaiming_normal"), help="how weights are drawn")
     parser.add_argument("--objective", choices=("moments", "mmd"), default=d.objective,
                         help="feature moment matching (mean and variance) or its kernel form, MMD")
+    parser.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                        help="moments: weight of the running average of fake-feature moments (0 = this batch only)")
     parser.add_argument("--steps", type=int, default=d.steps, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="latents per step per process")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.1 scores, 3e-3 dense)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the family's; DCGAN 0.1 scores, 3e-3 dense)")
     parser.add_argument("--dense", action="store_true", help="train the weights instead (the dense baseline)")
     parser.add_argument("--out", default=d.out, help="output folder: search/ (checkpoints, samples) and ticket/")
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,

@@ -30,10 +30,10 @@ class DenoisingObjective(Objective):
     applied to images from a ``moment_steps``-step DDIM sampler, differentiated through the
     sampler, and added with weight ``moment_weight``.
 
-    Two settings matter for UNets (measured on MNIST UNets, 200 steps): wrap with
-    ``TicketConfig(scale_fan=False)`` -- GroupNorm follows every convolution, so kept weights need
-    no ``1/sqrt(density)`` boost, and with it the search stalled at "predict zero noise" (held-out
-    loss 0.82 vs 0.06) -- and search with a score learning rate near ``3e-3``
+    Two settings matter for UNets (measured on MNIST UNets, 200 steps): ``scale_fan=False``, which
+    `lt_plugins.wrap` uses for diffusers UNets unless told otherwise -- GroupNorm follows every
+    convolution, so kept weights need no ``1/sqrt(density)`` boost, and with it the search stalled
+    at "predict zero noise" (held-out loss 0.82 vs 0.06) -- and a score learning rate near ``3e-3``
     (``TicketSearch(lr=3e-3)``): the default 0.1, right for GANs, stalled there too at 30%.
 
     All randomness comes from one CPU generator seeded by ``seed`` whose state is part of
