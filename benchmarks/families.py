@@ -7,9 +7,10 @@ batch and number of steps. GANs: moment matching of mnist_feature_net(seed=0) fe
 the DDPM denoising loss (epsilon prediction, 1000 linear steps), measured on 8-step DDIM
 samples. FD: N generated vs N real MNIST digits in mnist_feature_net(seed=1) features, with the
 FD of N real vs N other real digits as the floor. Wall time is that of the search/training loop.
-Prints one table; writes it and the raw numbers to benchmarks/results/families.{txt,json}.
+Prints one table; writes it and the raw numbers to benchmarks/results/families.{txt,json}, and
+each variant's final sample grid to families_samples.png.
 
-    python benchmarks/families.py [--steps 300] [--eval-samples 1000] [--families dcgan stylegan unet]
+    python benchmarks/families.py [--steps 600] [--eval-samples 1000] [--families dcgan stylegan unet]
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from dcgan_mnist import make_generator as make_dcgan  # noqa: E402
 from stylegan_mnist import make_generator as make_stylegan  # noqa: E402
 from unet_ddpm_mnist import make_unet  # noqa: E402
+
+from sheet import sample_sheet  # noqa: E402
 
 DENSITIES = (0.1, 0.3)
 SAMPLE_STEPS = 8
@@ -127,7 +130,7 @@ def table(results: list[dict], steps: int, n: int, floor: float) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300, help="steps of every search and dense training")
+    parser.add_argument("--steps", type=int, default=600, help="steps of every search and dense training")
     parser.add_argument("--eval-samples", type=int, default=1000, help="generated (and real) images per FD")
     parser.add_argument("--seed", type=int, default=0, help="seed of the networks, scores and latents")
     parser.add_argument("--families", nargs="+", choices=sorted(families()), default=["dcgan", "stylegan", "unet"])
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "families.txt").write_text(text + "\n")
+    sample_sheet([(r["family"], list(r["samples"].items())) for r in results], out / "families_samples.png")
     (out / "families.json").write_text(json.dumps({"steps": args.steps, "eval_samples": args.eval_samples,
                                                    "seed": args.seed, "real_vs_real_fd": floor,
                                                    "torch_threads": torch.get_num_threads(), "results": results},

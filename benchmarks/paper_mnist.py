@@ -20,6 +20,8 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from sheet import sample_sheet
+
 from lt_plugins._io import atomic_path
 from lt_plugins.commands.search import SearchJob, run_search
 
@@ -115,20 +117,6 @@ def plot(results: dict, densities: tuple[float, ...], path: Path) -> None:
     fig.savefig(path)
 
 
-def sample_sheet(results: dict, path: Path) -> None:
-    """The first seed's sample grid of every trained variant, side by side, labelled."""
-    from PIL import Image, ImageDraw
-
-    grids = [(name, Image.open(runs[0]["samples"]).convert("RGB")) for name, runs in results.items() if "samples" in runs[0]]
-    w, h = grids[0][1].size
-    sheet = Image.new("RGB", (w * len(grids), h + 18), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (name, grid) in enumerate(grids):
-        sheet.paste(grid, (i * w, 18))
-        draw.text((i * w + 4, 3), "dense" if name == "dense" else f"ticket {float(name):.0%}", fill="black")
-    sheet.save(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -155,7 +143,9 @@ def main() -> None:
     (out / "paper_mnist.txt").write_text(text + "\n")
     (out / "paper_mnist.json").write_text(json.dumps(results, indent=2))
     plot(results, densities, out / "paper_mnist_fd.png")
-    sample_sheet(results, out / "paper_mnist_samples.png")
+    grids = [("dense" if name == "dense" else f"ticket {float(name):.0%}", runs[0]["samples"])
+             for name, runs in results.items() if "samples" in runs[0]]
+    sample_sheet([("", grids)], out / "paper_mnist_samples.png")  # the first seed's
     ticket10 = statistics.mean(r["fd"] for r in results["0.1"]) if "0.1" in results else float("nan")
     dense = statistics.mean(r["fd"] for r in results["dense"])
     print(f"claim (10% ticket FD <= dense FD): {ticket10:.2f} vs {dense:.2f} -> {'holds' if ticket10 <= dense else 'does not hold'}")

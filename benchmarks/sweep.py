@@ -1,7 +1,7 @@
 """Hyper-parameter sweep of ticket search and dense training on MNIST: one JSON line per run.
 
 A grid is a JSON list of runs; each run is a dict with ``family`` ("dcgan" | "stylegan"),
-``seed``, ``steps`` and ``density`` (null: dense training), and optionally ``lr``, ``ema``
+``seed``, ``steps`` and ``density`` (null: dense training), and optionally ``scope``, ``lr``, ``ema``
 (moment matching's running average, default 0.5), ``model_kwargs``, ``scale_fan``,
 ``weight_init``, ``score_init``, ``exclude`` (modules left dense), ``batch`` and
 ``eval_at`` (steps at which FD is also measured). FD: 2,000 generated vs the 10,000 shipped
@@ -41,7 +41,7 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
     latent_dim = latent_dim_of(gen)
     dense = task.get("density") is None
     config = lt.TicketConfig(
-        density=1.0 if dense else task["density"], seed=task["seed"],
+        density=1.0 if dense else task["density"], seed=task["seed"], scope=task.get("scope", "layer"),
         weight_init=task.get("weight_init", "signed_constant"), score_init=task.get("score_init", "uniform"),
         scale_fan=task.get("scale_fan"), exclude_modules=task.get("exclude"),
     )

@@ -484,12 +484,13 @@ class Ticket:
     ) -> None:
         try:
             self.spec = check_spec(spec)
-            get_adapter(spec["family"])
+            adapter = get_adapter(spec["family"])
         except ValueError as err:
             raise TicketError(str(err)) from err
         if not isinstance(config, TicketConfig):
             raise TicketError(f"config must be a TicketConfig, got {type(config).__name__}.")
-        self.config = config
+        # What the config leaves to the family (a hand-written one may): as lt.wrap resolves it.
+        self.config = adapter.resolve(config)
         self.base = _check_base(base, config)
         self.masks = {name: m.to("cpu", torch.bool) for name, m in masks.items()}
         self.fingerprints = dict(fingerprints)
@@ -556,7 +557,8 @@ class Ticket:
 
     def __repr__(self) -> str:
         return (
-            f"Ticket({self.spec['class']}, density={self.density:.4g}, seed={self.config.seed}, "
+            f"Ticket({self.spec['class']}, density={self.density:.4g}, "
+            f"{f'base={self.base}' if self.base is not None else f'seed={self.config.seed}'}, "
             f"scope={self.config.scope!r}, tensors={len(self.masks)}, portable={self.portable})"
         )
 

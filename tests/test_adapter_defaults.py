@@ -146,6 +146,21 @@ def test_a_default_config_ticket_records_the_resolved_config_and_rebuilds(tmp_pa
         assert torch.equal(family.output(rebuilt, family.inputs()), family.output(model, family.inputs()))
 
 
+def test_a_ticket_config_that_leaves_scale_fan_open_resolves_it_like_wrap(tmp_path):
+    family = BY_NAME["dcgan"]
+    model = lt.wrap(family.build(), lt.TicketConfig(density=0.2, seed=3)).eval()
+    Ticket.from_model(model).save_pretrained(tmp_path / "t")
+    path = tmp_path / "t" / "ticket_config.json"
+    data = json.loads(path.read_text())
+    data["ticket_config"]["scale_fan"] = None  # as a hand-written config may say
+    path.write_text(json.dumps(data))
+    ticket = Ticket.from_pretrained(tmp_path / "t")
+    assert ticket.config.scale_fan is True
+    rebuilt = ticket.apply(family.build()).eval()  # the fingerprints match: the same weights were drawn
+    with torch.no_grad():
+        assert torch.equal(family.output(rebuilt, family.inputs()), family.output(model, family.inputs()))
+
+
 @pytest.mark.parametrize("value", ["yes", 1, 0.0])
 def test_a_bad_scale_fan_is_a_clear_error(value):
     with pytest.raises(ValueError, match=rf"TicketConfig\.scale_fan={value!r} is not valid; use True, False, or None"):

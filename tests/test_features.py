@@ -26,11 +26,9 @@ def mnist_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(mnist_cache):
-    """Train once per session through the LT_PLUGINS_CACHE default; record global state."""
+    """Train once per session into an explicit cache folder (not the shipped weights); record global state."""
     before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.random.get_rng_state())
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LT_PLUGINS_CACHE", str(mnist_cache))
-        net = mnist_feature_net()
+    net = mnist_feature_net(cache_dir=mnist_cache)
     after = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.random.get_rng_state())
     return net, before, after
 
@@ -75,6 +73,29 @@ def test_second_call_loads_the_cache_without_training(trained, mnist_cache, monk
     again = mnist_feature_net(cache_dir=mnist_cache)
     assert feature_key(again) == feature_key(net)
     assert all(name.endswith(".safetensors") and not name.startswith(".") for name in cached_files(mnist_cache))
+
+
+def test_the_default_call_loads_the_shipped_weights_of_the_current_recipe(tmp_path, monkeypatch):
+    def no_training(recipe):
+        raise AssertionError("trained although the weights of this recipe ship with the package")
+
+    monkeypatch.setattr(features, "_train", no_training)
+    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
+    for seed in (0, 1):
+        net = mnist_feature_net(seed=seed)
+        assert feature_key(net) != feature_key(MNISTFeatureNet())
+    assert not (tmp_path / "feature_nets").exists()  # nothing written to the user's cache
+
+
+def test_a_retrained_network_agrees_with_the_shipped_one(trained):
+    # Holds on the machine that trained them; elsewhere last-bit rounding may differ, which
+    # is why they ship. Then the two must still agree on what they compute.
+    net, _, _ = trained
+    shipped = mnist_feature_net()
+    x = load_mnist(limit=256)
+    with torch.no_grad():
+        agree = (shipped.classify(x).argmax(1) == net.classify(x).argmax(1)).float().mean().item()
+    assert agree > 0.97
 
 
 def test_a_changed_recipe_retrains_into_a_new_file(tmp_path, monkeypatch):
