@@ -8,7 +8,7 @@ than the one the loss matches. Prints one table (mean ± std over seeds, seconds
 writes results JSON, a plot (FD against density, dense and random init as lines) and a
 grid of samples of every variant.
 
-    python benchmarks/paper_mnist.py [--seeds 0 1 2] [--steps 600] [--ema-decay 0.5] [--workers 1] [--out benchmarks/results]
+    python benchmarks/paper_mnist.py [--seeds 0 1 2] [--steps 600] [--ema-decay 0.5] [--scope layer] [--workers 1] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -45,20 +45,20 @@ def _run_one(job: SearchJob) -> dict:
     return {k: report[k] for k in keep}
 
 
-def run(seeds: list[int], steps: int, densities: tuple[float, ...], ema_decay: float, work: Path, eval_samples: int,
-        partial: Path, workers: int) -> dict:
+def run(seeds: list[int], steps: int, densities: tuple[float, ...], ema_decay: float, scope: str, work: Path,
+        eval_samples: int, partial: Path, workers: int) -> dict:
     """Run every (seed, variant) not yet in ``partial``, ``workers`` at a time; the JSON is rewritten after each run."""
     results: dict[str, dict[str, dict]] = json.loads(partial.read_text()) if partial.exists() else {}
     pending = []
     for seed in seeds:
         variants = [("dense", SearchJob(dense=True))] + [
-            (f"{d:g}", SearchJob(density=d, measure_random_init=False)) for d in densities
+            (f"{d:g}", SearchJob(density=d, scope=scope, measure_random_init=False)) for d in densities
         ]
         for name, job in variants:
             if str(seed) in results.get(name, {}):
                 continue
             job.seed, job.steps, job.progress, job.eval_samples, job.ema_decay = seed, steps, False, eval_samples, ema_decay
-            job.out = str(work / f"seed{seed}" / name.replace(".", "_"))
+            job.out = str(work / f"seed{seed}" / f"{name.replace('.', '_')}_{scope}")
             pending.append((seed, name, job))
 
     def record(seed: int, name: str, report: dict) -> None:
@@ -81,8 +81,8 @@ def run(seeds: list[int], steps: int, densities: tuple[float, ...], ema_decay: f
     return {name: [results[name][str(seed)] for seed in seeds] for name in order}
 
 
-def table(results: dict, steps: int, seeds: list[int], ema_decay: float) -> str:
-    lines = [f"DCGAN 32x32 on MNIST, moment matching (EMA {ema_decay:g}), {steps} steps, seeds {seeds}; "
+def table(results: dict, steps: int, seeds: list[int], ema_decay: float, scope: str) -> str:
+    lines = [f"DCGAN 32x32 on MNIST, moment matching (EMA {ema_decay:g}), {scope} top-k, {steps} steps, seeds {seeds}; "
              f"FD on 2,000 samples (lower is better), {_device()}",
              f"{'variant':<22}{'FD mean ± std':>18}{'ms/step':>10}"]
     labels = {"random": "random init", "dense": "dense, trained"}
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
     parser.add_argument("--eval-samples", type=int, default=2000)
     parser.add_argument("--ema-decay", type=float, default=0.5, help="moment matching's running average, every variant")
+    parser.add_argument("--scope", choices=("layer", "global"), default="layer", help="the tickets' top-k ranking")
     parser.add_argument("--workers", type=int, default=1,
                         help="runs in parallel processes (several fit on one GPU; on a 2-core CPU keep 1)")
     parser.add_argument("--work", default="benchmarks/out/paper_mnist",
@@ -134,9 +135,10 @@ def main() -> None:
 
     densities = tuple(args.densities)
     work = Path(args.work)
-    partial = work / f"runs_{args.steps}steps_ema{args.ema_decay:g}.json"
-    results = run(args.seeds, args.steps, densities, args.ema_decay, work, args.eval_samples, partial, args.workers)
-    text = table(results, args.steps, args.seeds, args.ema_decay)
+    partial = work / f"runs_{args.steps}steps_ema{args.ema_decay:g}_{args.scope}.json"
+    results = run(args.seeds, args.steps, densities, args.ema_decay, args.scope, work, args.eval_samples, partial,
+                  args.workers)
+    text = table(results, args.steps, args.seeds, args.ema_decay, args.scope)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
