@@ -50,7 +50,8 @@ class TicketConfig:
     scope: str = field(
         default="layer",
         metadata={"help": "'layer': keep the top density*n scores of every tensor; "
-                  "'global': rank all targeted scores together."},
+                  "'global': rank all targeted scores together, so small layers can keep more (at 10% "
+                  "on the MNIST DCGAN it beat per-layer by a wide margin; README, Results)."},
     )
     seed: int = field(default=0, metadata={"help": "Seed the frozen weights and the scores are drawn from."})
     weight_init: str = field(
