@@ -21,8 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import atomic_path
-from .init import keyed_generator
 from .adapters import adapter_for
+from .init import keyed_generator
 from .masking import is_wrapped, score_parameters
 from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
 

@@ -62,8 +62,9 @@ class Adapter:
 
     Subclasses set ``family`` (the name written into tickets), the defaults `lt_plugins.wrap`
     uses where a `TicketConfig` leaves them open (``target_modules`` / ``exclude_modules``,
-    matched like `TicketConfig`'s, and ``scale_fan``), the search's default learning rates, and implement `matches`, `spec` and
-    `build`. Register one with `lt_plugins.adapters.register_adapter`.
+    matched like `TicketConfig`'s, and ``scale_fan``) and the search's default learning rates
+    (``search_lr``, ``dense_lr``), and implement `matches`, `spec` and `build`. Register one
+    with `lt_plugins.adapters.register_adapter`.
 
     Example:
         >>> from lt_plugins.adapters import adapter_for

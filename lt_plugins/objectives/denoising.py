@@ -33,8 +33,8 @@ class DenoisingObjective(Objective):
     Two settings matter for UNets (measured on MNIST UNets, 200 steps): ``scale_fan=False``, which
     `lt_plugins.wrap` uses for diffusers UNets unless told otherwise -- GroupNorm follows every
     convolution, so kept weights need no ``1/sqrt(density)`` boost, and with it the search stalled
-    at "predict zero noise" (held-out loss 0.82 vs 0.06) -- and a score learning rate near ``3e-3``
-    (``TicketSearch(lr=3e-3)``): the default 0.1, right for GANs, stalled there too at 30%.
+    at "predict zero noise" (held-out loss 0.82 vs 0.06) -- and a score learning rate near ``3e-3``,
+    the UNet family's default in `lt_plugins.TicketSearch`: 0.1, right for GANs, stalled there too at 30%.
 
     All randomness comes from one CPU generator seeded by ``seed`` whose state is part of
     `state_dict`, so a resumed search draws the same batches; under several processes every
