@@ -2,11 +2,12 @@
 
 Three steps are timed side by side, interleaved round by round so machine noise hits all
 alike: a dense training step (Adam on the weights), our masked search step (Adam on the
-scores, kthvalue selection with the threshold hint, mask cached between steps) and a
-sort-based masked step as the reference implementations do it (full sort of every layer's
-scores on every forward). Peak memory of each comes from a fresh subprocess.
+scores, selection bracketed around the last step's threshold, mask and masked weight kept
+between steps) and a sort-based masked step as the reference implementations do it (full
+sort of every layer's scores on every forward). Peak memory of each comes from a fresh
+subprocess. Then the time our step spends choosing masks, and one selection on its own.
 
-    python benchmarks/mask_overhead.py [--batch 64] [--rounds 8] [--device cpu]
+    python benchmarks/mask_overhead.py [--batch 64] [--rounds 8] [--warmup 10] [--device cpu]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import lt_plugins as lt
+from lt_plugins import masking
 from lt_plugins.masking import topk_mask
 from lt_plugins.models import DCGANGenerator
 
@@ -76,10 +78,15 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_side_by_side(kinds: list[str], batch: int, rounds: int, steps: int, device: str) -> dict[str, list[float]]:
+def time_side_by_side(
+    kinds: list[str], batch: int, rounds: int, steps: int, warmup: int, device: str
+) -> dict[str, list[float]]:
     runners = {kind: make_step(kind, batch, device) for kind in kinds}
-    for run in runners.values():  # warm-up: allocator, kernels, first full selection
-        run(), run()
+    for run in runners.values():
+        # Warm-up: allocator, kernels, and the first selections, whose thresholds still jump
+        # by percents from step to step; a search runs thousands of steps past them.
+        for _ in range(warmup):
+            run()
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
     for _ in range(rounds):
         for kind, run in runners.items():
@@ -142,21 +149,55 @@ def selection_ms(n: int, density: float, device: str, repeats: int = 20) -> dict
     return result
 
 
+def selection_in_step_ms(batch: int, warmup: int, steps: int, device: str) -> float:
+    """Median ms per masked search step spent choosing the masks, timed inside real steps.
+
+    Unlike `selection_ms`, the scores here move as a search moves them, so each layer's
+    selection starts from where its threshold was the step before (`ThresholdHint`).
+    """
+    run = make_step("ours", batch, device)
+    for _ in range(warmup):
+        run()
+    spent = [0.0]
+    untimed = masking.topk_mask
+
+    def timed(*args, **kwargs):
+        sync(device)
+        start = time.perf_counter()
+        keep = untimed(*args, **kwargs)
+        sync(device)
+        spent[0] += time.perf_counter() - start
+        return keep
+
+    masking.topk_mask = timed
+    per_step = []
+    try:
+        for _ in range(steps):
+            spent[0] = 0.0
+            run()
+            per_step.append(spent[0])
+    finally:
+        masking.topk_mask = untimed
+    return statistics.median(per_step) * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
     parser.add_argument("--steps", type=int, default=3, help="steps per kind per round")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per kind first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
     kinds = ["dense", "ours", "sort"]
-    times = time_side_by_side(kinds, args.batch, args.rounds, args.steps, args.device)
+    times = time_side_by_side(kinds, args.batch, args.rounds, args.steps, args.warmup, args.device)
     median = {kind: statistics.median(t) for kind, t in times.items()}
     memory = {kind: peak_memory_mib(kind, args.batch, args.device) for kind in kinds}
     mem_kind = "peak CUDA allocated" if args.device.startswith("cuda") else "peak process RSS"
     print(f"DCGAN 64x64 (nz 100, ngf 64), batch {args.batch}, density 0.1, device {args.device}, "
-          f"{torch.get_num_threads()} threads, median of {args.rounds} rounds x {args.steps} steps")
+          f"{torch.get_num_threads()} threads, median of {args.rounds} rounds x {args.steps} steps "
+          f"after {args.warmup} warm-up steps")
     print(f"{'step':<28}{'ms/step':>10}{'x dense':>10}{mem_kind + ' MiB':>26}")
     labels = {"dense": "dense training", "ours": "masked search (lt_plugins)", "sort": "masked, sort every forward"}
     for kind in kinds:
@@ -164,6 +205,8 @@ def main() -> None:
               f"{memory[kind]:>26.0f}")
     print(f"masked / dense = {median['ours'] / median['dense']:.3f} (target <= 1.10); "
           f"sort-based / ours = {median['sort'] / median['ours']:.2f}")
+    print(f"of a masked step, choosing all masks took {selection_in_step_ms(args.batch, args.warmup, 10, args.device):.1f}"
+          f" ms (median of 10 steps)")
     n = 512 * 256 * 4 * 4  # the largest layer
     print(f"selecting the top 10% of {n:,} scores on {args.device}, median ms: " + ", ".join(
         f"{name} {ms:.2f}" for name, ms in selection_ms(n, 0.1, args.device).items()))

@@ -10,7 +10,7 @@ from families import FAMILIES, FAMILY_IDS
 from torch import nn
 
 import lt_plugins as lt
-from lt_plugins.masking import _sample_positions, score_masks, topk_mask
+from lt_plugins.masking import ThresholdHint, _sample_positions, _topk_mask_without_sync, score_masks, topk_mask
 
 
 @pytest.fixture(params=FAMILIES, ids=FAMILY_IDS)
@@ -137,6 +137,55 @@ def test_topk_mask_equals_a_full_sort(n):
     for values in (smooth, sample_misleads, ties, -smooth.sort().values):
         for k in (1, n // 20, n // 2, n - 1):
             assert torch.equal(topk_mask(values, k), _topk_by_position(values, k)), (n, k)
+
+
+def test_topk_mask_with_a_hint_stays_exact_and_learns_the_threshold():
+    g = torch.Generator().manual_seed(1)
+    n, k = 200_000, 20_000
+    values = torch.rand(n, generator=g)
+    hint = ThresholdHint()
+    for step in range(6):  # drifting values: the hint brackets the next threshold
+        values = values + 0.002 * torch.randn(n, generator=g)
+        assert torch.equal(topk_mask(values, k, hint), _topk_by_position(values, k)), step
+        assert hint.threshold == float(values.sort().values[n - k])
+        assert math.isfinite(hint.expected_band()) or step == 0
+    far = ThresholdHint(threshold=5.0, moved=1e-6, crowding=1e9)  # confidently wrong
+    assert torch.equal(topk_mask(values, k, far), _topk_by_position(values, k))
+    ties = torch.randint(0, 4, (n,), generator=g).float()
+    tied = ThresholdHint(threshold=2.0, moved=0.0, crowding=1.0)  # bracket [2, 2]: a band of ties
+    assert torch.equal(topk_mask(ties, k, tied), _topk_by_position(ties, k))
+
+
+def test_masked_weight_follows_scores_and_weight_and_refuses_a_stale_graph():
+    layer = lt.wrap(nn.Linear(64, 64, bias=False), lt.TicketConfig(density=0.2, seed=0))
+    x = torch.randn(4, 64)
+    stale = layer(x).square().sum()
+    with torch.no_grad():
+        lt.score_parameters(layer)[0].mul_(-1).add_(torch.randn(64, 64))
+    assert torch.equal(layer.weight, layer.parametrizations.weight.original * lt.masks(layer)["weight"])
+    with pytest.raises(RuntimeError, match="modified by an inplace operation|modified inplace"):
+        stale.backward()
+    with torch.no_grad():  # e.g. load_state_dict into a wrapped model writes the weight in place
+        layer.parametrizations.weight.original.mul_(2)
+    assert torch.equal(layer.weight, layer.parametrizations.weight.original * lt.masks(layer)["weight"])
+
+
+def test_global_mask_follows_another_layers_scores():
+    net = lt.wrap(nn.Sequential(nn.Linear(32, 32), nn.Linear(32, 32)), lt.TicketConfig(density=0.3, scope="global"))
+    before = net[1].weight.clone()
+    with torch.no_grad():
+        net[0].parametrizations.weight[0].scores.mul_(100)  # layer 0 takes nearly every slot
+    assert lt.density(net).per_layer["1.weight"] < 0.1
+    assert torch.equal(net[1].weight, net[1].parametrizations.weight.original * lt.masks(net)["1.weight"])
+    assert not torch.equal(net[1].weight, before)
+
+
+def test_sync_free_topk_used_on_accelerators_is_exact_on_the_cpu_too():
+    g = torch.Generator().manual_seed(2)
+    n = 50_000
+    for values in (torch.rand(n, generator=g), torch.randint(0, 4, (n,), generator=g).float()):
+        for k in (1, n // 10, n // 2, n - 1):
+            assert torch.equal(_topk_mask_without_sync(values, k), _topk_by_position(values, k)), k
 
 
 def test_topk_mask_on_cuda_when_available():

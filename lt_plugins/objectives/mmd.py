@@ -44,7 +44,8 @@ class MMD(Objective):
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16))
         >>> obj = MMD(lambda x: [net(x)])
         >>> obj.prepare(torch.randn(256, 1, 8, 8), torch.device("cpu"))
-        >>> float(obj(torch.randn(32, 1, 8, 8) + 2)) > float(obj(torch.randn(32, 1, 8, 8)))
+        >>> with torch.no_grad():
+        ...     float(obj(torch.randn(32, 1, 8, 8) + 2)) > float(obj(torch.randn(32, 1, 8, 8)))
         True
     """
 
