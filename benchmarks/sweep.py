@@ -1,7 +1,8 @@
 """Hyper-parameter sweep of ticket search and dense training on MNIST: one JSON line per run.
 
 A grid is a JSON list of runs; each run is a dict with ``family`` ("dcgan" | "stylegan"),
-``seed``, ``steps`` and ``density`` (null: dense training), and optionally ``scope``, ``lr``, ``ema``
+``seed``, ``steps`` and ``density`` (null: dense training), and optionally any other field of
+`lt_plugins.commands.search.SearchJob` -- ``scope``, ``lr``, ``ema``
 (moment matching's running average, default 0.5), ``model_kwargs``, ``scale_fan``,
 ``weight_init``, ``score_init``, ``exclude`` (modules left dense), ``batch`` and
 ``eval_at`` (steps at which FD is also measured). FD: 2,000 generated vs the 10,000 shipped
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import time
+import tempfile
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -26,41 +27,22 @@ from typing import Any
 import torch
 
 
+# Grid keys that are not SearchJob's field names.
+_RENAMED = {"ema": "ema_decay", "batch": "batch_size", "exclude": "exclude_modules"}
+
+
 def run(task: dict[str, Any]) -> dict[str, Any]:
     """One search (or dense training) of the grid; returns the task with its FD and seconds."""
-    import lt_plugins as lt
-    from lt_plugins.commands.search import build_generator, latent_dim_of
-    from lt_plugins.data import load_images
-    from lt_plugins.features import mnist_feature_net
-    from lt_plugins.metrics import evaluate
+    from lt_plugins.commands.search import SearchJob, run_search
 
     torch.set_num_threads(1)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    real = load_images("mnist", image_size=32)
-    gen = build_generator(task["family"], 32, 1, task.get("model_kwargs")).to(device)
-    latent_dim = latent_dim_of(gen)
-    dense = task.get("density") is None
-    config = lt.TicketConfig(
-        density=1.0 if dense else task["density"], seed=task["seed"], scope=task.get("scope", "layer"),
-        weight_init=task.get("weight_init", "signed_constant"), score_init=task.get("score_init", "uniform"),
-        scale_fan=task.get("scale_fan"), exclude_modules=task.get("exclude"),
-    )
-    gen = lt.wrap(gen, config)
-    if dense:
-        gen = lt.unwrap(gen)
-    objective = lt.MomentMatching(mnist_feature_net(device=device), ema_decay=task.get("ema", 0.5))
-    metric_net = mnist_feature_net(device=device, seed=1)
-    fd = lambda: evaluate(gen, real, metric_net, n=2000, latent_dim=latent_dim, seed=task["seed"])["fd"]  # noqa: E731
-    evals: dict[int, float] = {}
-    eval_at = set(task.get("eval_at", []))
-    search = lt.TicketSearch(
-        gen, objective, latent_dim, batch_size=task.get("batch", 64), lr=task.get("lr"), dense=dense,
-        seed=task["seed"], device=str(device), progress=False,
-        callbacks=[lambda info: evals.update({info.step: fd()}) if info.step in eval_at else None],
-    )
-    began = time.perf_counter()
-    search.run(real, steps=task["steps"])
-    return {**task, "fd": fd(), "evals": evals, "seconds": time.perf_counter() - began}
+    fields = {_RENAMED.get(key, key): value for key, value in task.items()}
+    dense = fields.pop("density", None) is None
+    with tempfile.TemporaryDirectory() as out:
+        job = SearchJob(**fields, dense=dense, density=1.0 if dense else task["density"], out=out,
+                        checkpoint_every=task["steps"], measure_random_init=False, progress=False)
+        report = run_search(job)
+    return {**task, "fd": report["fd"], "evals": report["fd_at_step"], "seconds": report["seconds"]}
 
 
 def _run_safely(task: dict[str, Any]) -> dict[str, Any]:

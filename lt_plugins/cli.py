@@ -8,6 +8,7 @@ import sys
 from .commands.env import add_env
 from .commands.hub import add_pull, add_push, add_sample
 from .commands.search import add_demo, add_eval, add_search, load_yaml_defaults
+from .search import end_processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         load_yaml_defaults(args.parser, args.config)
         args = parser.parse_args(argv)
     args.func(args)
+    end_processes()  # under accelerate launch / torchrun; nothing to do in one process
     return 0
 
 

@@ -297,8 +297,17 @@ class TicketSearch:
     def _accelerator(self):
         from accelerate import Accelerator
 
-        device = torch.device(self.device) if self.device is not None else None
-        return Accelerator(cpu=device is not None and device.type == "cpu", mixed_precision=self.mixed_precision)
+        # cpu=True wherever there is no GPU: without it, Accelerate sees one process under a
+        # multi-process CPU launch while torch.distributed sees them all.
+        cpu = torch.device(self.device).type == "cpu" if self.device is not None else not torch.cuda.is_available()
+        accelerator = Accelerator(cpu=cpu, mixed_precision=self.mixed_precision)
+        if accelerator.num_processes != world()[1]:
+            raise RuntimeError(
+                f"torch.distributed runs {world()[1]} processes but Accelerate sees {accelerator.num_processes}: "
+                "Accelerate's state was created before the search without cpu=True on a machine with no GPU. "
+                "Create it with Accelerator(cpu=True) / PartialState(cpu=True), or set ACCELERATE_USE_CPU=true."
+            )
+        return accelerator
 
     def _load_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
         start = self._load_local_checkpoint(model, optimizer, scheduler, steps)

@@ -11,6 +11,8 @@ those files and compares ranks with each other and with one process on the globa
 - ``killed``: the layer-scope search of ``search`` in another folder; every rank kills
   itself (SIGKILL) after step ``KILL_AT``, after the checkpoint of step ``CHECKPOINT_EVERY``.
 - ``resume``: continues ``killed``'s folder with ``resume=True`` to the end.
+- ``state_without_cpu``: Accelerate's state made first without ``cpu=True`` (no GPU): it
+  sees one process where torch.distributed has two; the search must say so, not search.
 - ``bf16``: under ``ACCELERATE_MIXED_PRECISION=bf16`` (what ``accelerate launch
   --mixed_precision bf16`` sets), a script that makes its own Accelerator first, then searches.
 
@@ -67,9 +69,10 @@ def make_generator(scope: str = "layer") -> nn.Module:
     return lt.wrap(DCGANGenerator(nz=LATENT, ngf=8, nc=1, image_size=16), lt.TicketConfig(density=0.3, seed=0, scope=scope))
 
 
-def make_search(gen: nn.Module, batch_size: int, output_dir=None, cache: bool = False, **kw) -> lt.TicketSearch:
+def make_search(gen: nn.Module, batch_size: int, output_dir=None, cache: bool = False, device: str | None = "cpu",
+                **kw) -> lt.TicketSearch:
     objective = MomentMatching(PixelFeatures(), ema_decay=0.5, cache=cache)
-    return lt.TicketSearch(gen, objective, LATENT, batch_size=batch_size, lr=LR, device="cpu", seed=0,
+    return lt.TicketSearch(gen, objective, LATENT, batch_size=batch_size, lr=LR, device=device, seed=0,
                            output_dir=output_dir, checkpoint_every=CHECKPOINT_EVERY, **kw)
 
 
@@ -153,6 +156,14 @@ def main(scenario: str, out: Path) -> None:
         result["mixed_precision"] = accelerator.mixed_precision
         z = torch.randn(4, LATENT, generator=torch.Generator().manual_seed(1))
         result["plain_forward_after_run"] = torch.equal(gen.eval()(z), type(gen).forward(gen, z))
+    elif scenario == "state_without_cpu":  # a script that made Accelerate's state first, without cpu=True
+        from accelerate import PartialState
+
+        PartialState()
+        try:
+            make_search(make_generator("layer"), BATCH, progress=False, device=None).run(real, steps=2)
+        except RuntimeError as err:
+            result["error"] = str(err)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     result["writes"] = audit.paths

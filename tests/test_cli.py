@@ -47,6 +47,24 @@ def test_search_from_yaml_with_flag_override_then_eval(tmp_path, capsys):
     assert '"fd"' in capsys.readouterr().out
 
 
+def test_config_options_reach_the_ticket_and_a_search_with_a_dense_layer_repeats(tmp_path, capsys):
+    from lt_plugins import Ticket
+
+    flags = ["--score-init", "kaiming_uniform", "--no-scale-fan", "--exclude-modules", "main.0", "--steps", "4",
+             "--eval-at", "2", "--checkpoint-every", "2", *TINY]
+    printed = []
+    for caller_seed, run in enumerate(("a", "b")):
+        torch.manual_seed(caller_seed)  # whatever the caller's random state, the same network
+        assert main(["search", "--out", str(tmp_path / run), *flags]) == 0
+        printed.append(capsys.readouterr().out)
+    a, b = (Ticket.from_pretrained(tmp_path / run / "ticket") for run in ("a", "b"))
+    assert (a.config.score_init, a.config.scale_fan, a.config.exclude_modules) == ("kaiming_uniform", False, ["main.0"])
+    assert "FD on the way: step 2 " in printed[0]
+    # main.0 keeps its constructor's random init: the build is seeded, so both runs agree.
+    assert a.metrics["fd"] == b.metrics["fd"]
+    assert all(torch.equal(a.masks[name], b.masks[name]) for name in a.masks)
+
+
 def test_yaml_with_unknown_option_is_a_clear_error(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("sparsity: 0.9\n")

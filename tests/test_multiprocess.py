@@ -37,11 +37,12 @@ def _rank_log(out: Path, scenario: str, rank: int, stream: str = "stderr") -> st
     return files[0].read_text(errors="replace") if files else ""
 
 
-def _launch(scenario: str, out: Path, **env_vars: str) -> subprocess.CompletedProcess:
+def _launch(scenario: str, out: Path, *program: str, **env_vars: str) -> subprocess.CompletedProcess:
+    """torchrun ``program`` (default: the worker's ``scenario``) on WORLD ranks; logs under ``out``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "LT_PLUGINS_CACHE": str(out / "cache"), **env_vars}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-        "--redirects", "3", "--log-dir", str(out / f"logs_{scenario}"), str(WORKER), scenario, str(out),
+        "--redirects", "3", "--log-dir", str(out / f"logs_{scenario}"), *(program or (str(WORKER), scenario, str(out))),
     ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
 
@@ -190,6 +191,33 @@ def test_search_follows_the_launchers_bf16_setting(tmp_path):
     for a, b in zip(rank0["layer"]["scores"], rank1["layer"]["scores"], strict=True):
         assert torch.equal(a, b)
     assert rank0["plain_forward_after_run"] and rank1["plain_forward_after_run"]  # Accelerate's autocast wrapper removed
+
+
+def test_search_command_under_two_processes_reports_and_saves_once(tmp_path):
+    from lt_plugins import Ticket
+
+    run = tmp_path / "run"
+    proc = _launch(
+        "cli", tmp_path, "-m", "lt_plugins.cli", "search", "--steps", "3", "--checkpoint-every", "2",
+        "--image-size", "16", "--model-kwargs", '{"nz": 8, "ngf": 8}', "--eval-samples", "40", "--eval-at", "2",
+        "--no-progress", "--out", str(run),
+    )
+    assert proc.returncode == 0, _explain("cli", tmp_path, proc)
+    printed = [_rank_log(tmp_path, "cli", rank, "stdout") for rank in range(WORLD)]
+    assert "FD ticket (10% of weights)" in printed[0] and "FD on the way: step 2" in printed[0]
+    assert "FD" not in printed[1]
+    ticket = Ticket.from_pretrained(run / "ticket")
+    assert ticket.density == pytest.approx(0.1, abs=1e-3) and "fd" in ticket.metrics
+    assert sorted(p.name for p in (run / "search" / "samples").iterdir()) == ["step_000002.png", "step_000003.png"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="Accelerate's default state is only wrong without a GPU")
+def test_accelerate_state_made_without_cpu_true_is_a_clear_error(tmp_path):
+    proc = _launch("state_without_cpu", tmp_path)
+    assert proc.returncode == 0, _explain("state_without_cpu", tmp_path, proc)
+    for result in _results(tmp_path, "state_without_cpu"):
+        assert "torch.distributed runs 2 processes but Accelerate sees 1" in result["error"]
+        assert "cpu=True" in result["error"]
 
 
 def test_end_processes_is_a_no_op_in_one_process():

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import SCORE_INITS
+
 GENERATORS = ("dcgan", "stylegan")
 
 
@@ -31,6 +33,9 @@ class SearchJob:
     scope: str = "layer"
     seed: int = 0
     weight_init: str = "signed_constant"
+    score_init: str = "uniform"
+    scale_fan: bool | None = None
+    exclude_modules: list[str] | None = None
     objective: str = "moments"
     ema_decay: float = 0.5
     steps: int = 600
@@ -42,19 +47,28 @@ class SearchJob:
     resume: bool = False
     device: str | None = None
     eval_samples: int = 2000
+    eval_at: list[int] | None = None
     measure_random_init: bool = True
     progress: bool = True
 
 
-def build_generator(family: str, image_size: int, channels: int, kwargs: dict[str, Any] | None) -> nn.Module:
-    """A built-in generator of ``family`` making ``channels``×``image_size``² images."""
+def build_generator(
+    family: str, image_size: int, channels: int, kwargs: dict[str, Any] | None, seed: int = 0
+) -> nn.Module:
+    """A built-in generator of ``family`` making ``channels``×``image_size``² images.
+
+    Built under ``seed`` (torch's global random state is left as it was), so what `lt.wrap`
+    does not re-draw -- layers in ``exclude_modules`` -- starts the same on every run.
+    """
     from ..models import DCGANGenerator, StyleGANGenerator
 
     kwargs = dict(kwargs or {})
-    if family == "dcgan":
-        return DCGANGenerator(**{"nz": 100, "ngf": 32, "nc": channels, "image_size": image_size, **kwargs})
-    if family == "stylegan":
-        return StyleGANGenerator(**{"img_resolution": image_size, "img_channels": channels, **kwargs})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if family == "dcgan":
+            return DCGANGenerator(**{"nz": 100, "ngf": 32, "nc": channels, "image_size": image_size, **kwargs})
+        if family == "stylegan":
+            return StyleGANGenerator(**{"img_resolution": image_size, "img_channels": channels, **kwargs})
     raise ValueError(f"family={family!r} is not a built-in generator; choose one of {list(GENERATORS)}.")
 
 
@@ -77,14 +91,17 @@ def evaluation_net(device: torch.device) -> nn.Module:
     return mnist_feature_net(device=device, seed=1)
 
 
-def run_search(job: SearchJob) -> dict[str, Any]:
+def run_search(job: SearchJob) -> dict[str, Any] | None:
     """Search (or densely train) a generator on ``job.data``; save the ticket; return the report.
 
     The report holds the FD of the random-init network (unless ``job.measure_random_init``
-    is off) and of the result (both measured
-    on ``job.eval_samples`` samples with `evaluation_net`), the seconds per step and the
-    paths written.
+    is off), of the result and at each step of ``job.eval_at`` (all measured on
+    ``job.eval_samples`` samples with `evaluation_net`), the seconds per step and the paths
+    written. Under ``accelerate launch`` or ``torchrun`` every process searches, and the main
+    one alone measures, saves and gets the report (the others get None).
     """
+    from accelerate import PartialState
+
     import lt_plugins as lt
 
     from ..data import load_images
@@ -92,11 +109,17 @@ def run_search(job: SearchJob) -> dict[str, Any]:
     from ..metrics import evaluate
 
     real = load_images(job.data, image_size=job.image_size)
-    device = torch.device(job.device) if job.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    generator = build_generator(job.family, job.image_size, real.shape[1], job.model_kwargs).to(device)
+    # One process, or this one of those accelerate launch / torchrun started; its device is
+    # this process's own GPU (cuda:LOCAL_RANK) under a multi-GPU launch.
+    cpu = torch.device(job.device).type == "cpu" if job.device else not torch.cuda.is_available()
+    process = PartialState(cpu=cpu)
+    device = torch.device(job.device) if job.device else process.device
+    generator = build_generator(job.family, job.image_size, real.shape[1], job.model_kwargs, job.seed).to(device)
     latent_dim = latent_dim_of(generator)
-    config = lt.TicketConfig(density=1.0 if job.dense else job.density, scope=job.scope, seed=job.seed,
-                             weight_init=job.weight_init)
+    config = lt.TicketConfig(
+        density=1.0 if job.dense else job.density, scope=job.scope, seed=job.seed, weight_init=job.weight_init,
+        score_init=job.score_init, scale_fan=job.scale_fan, exclude_modules=job.exclude_modules,
+    )
     generator = lt.wrap(generator, config)
     if job.dense:
         generator = lt.unwrap(generator)  # the same seeded start, every weight trainable
@@ -107,20 +130,31 @@ def run_search(job: SearchJob) -> dict[str, Any]:
     else:
         objective = lt.MMD(features, seed=job.seed)
     metric_net = evaluation_net(device)
-    before = None
-    if job.measure_random_init:
-        before = evaluate(generator, real, metric_net, n=job.eval_samples, latent_dim=latent_dim, seed=job.seed)
+
+    def measure() -> dict[str, Any]:
+        return evaluate(generator, real, metric_net, n=job.eval_samples, latent_dim=latent_dim, seed=job.seed)
+
+    before = measure() if job.measure_random_init and process.is_main_process else None
+    evals: dict[int, float] = {}
+    eval_at = set(job.eval_at or ())
+
+    def measure_at(info: lt.StepInfo) -> None:
+        if info.step in eval_at and process.is_main_process:
+            evals[info.step] = measure()["fd"]
 
     out = Path(job.out)
     search = lt.TicketSearch(
         generator, objective, latent_dim, batch_size=job.batch_size, lr=job.lr, dense=job.dense,
         output_dir=out / "search", checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device),
-        progress=job.progress,
+        progress=job.progress, callbacks=[measure_at],
     )
     began = time.perf_counter()
     result = search.run(real, steps=job.steps, resume=job.resume)
     seconds = time.perf_counter() - began
-    after = evaluate(generator, real, metric_net, n=job.eval_samples, latent_dim=latent_dim, seed=job.seed)
+    if not process.is_main_process:
+        process.wait_for_everyone()  # the main process measures and saves meanwhile
+        return None
+    after = measure()
     report = {
         "family": job.family,
         "dense": job.dense,
@@ -128,6 +162,7 @@ def run_search(job: SearchJob) -> dict[str, Any]:
         "steps": job.steps,
         "fd_random_init": before["fd"] if before else None,
         "fd": after["fd"],
+        "fd_at_step": evals,
         "metrics": after,
         "seconds": seconds,
         "seconds_per_step": search.result.seconds_per_step,
@@ -136,15 +171,21 @@ def run_search(job: SearchJob) -> dict[str, Any]:
     if not job.dense:
         result.metrics = {k: v for k, v in after.items() if isinstance(v, (int, float, str))}
         report["ticket"] = str(result.save_pretrained(out / "ticket"))
+    process.wait_for_everyone()
     return report
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _print_report(report: dict[str, Any] | None) -> None:
+    if report is None:  # a process other than the main one of a multi-process search
+        return
     what = "dense network" if report["dense"] else f"ticket ({report['density']:.0%} of weights)"
     if report["fd_random_init"] is not None:
         print(f"FD random init: {report['fd_random_init']:.2f}")
     print(f"FD {what}: {report['fd']:.2f}   ({report['steps']} steps, {report['seconds']:.0f} s, "
           f"{report['seconds_per_step'] * 1e3:.0f} ms/step)")
+    if report["fd_at_step"]:
+        on_the_way = sorted(report["fd_at_step"].items())
+        print("FD on the way: " + ", ".join(f"step {step} {fd:.2f}" for step, fd in on_the_way))
     m = report["metrics"]
     print(f"precision {m['precision']:.3f}  recall {m['recall']:.3f}  density {m['density']:.3f}  "
           f"coverage {m['coverage']:.3f}  [{m['n_fake']} fakes vs {m['n_real']} reals (PRDC: {m['n_real_prdc']}), "
@@ -163,8 +204,7 @@ def _job_from_args(args: argparse.Namespace) -> SearchJob:
 
 
 def _search(args: argparse.Namespace) -> None:
-    report = run_search(_job_from_args(args))
-    _print_report(report)
+    _print_report(run_search(_job_from_args(args)))
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -181,6 +221,11 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the frozen weights, scores and latents")
     parser.add_argument("--weight-init", default=d.weight_init,
                         choices=("signed_constant", "kaiming_uniform", "kaiming_normal"), help="how weights are drawn")
+    parser.add_argument("--score-init", choices=SCORE_INITS, default=d.score_init, help="how scores are drawn")
+    parser.add_argument("--scale-fan", action=argparse.BooleanOptionalAction, default=d.scale_fan,
+                        help="draw weights at the scale of the kept fan-in (default: the family's choice)")
+    parser.add_argument("--exclude-modules", nargs="+", default=d.exclude_modules, metavar="NAME",
+                        help="modules left dense and random: names, name suffixes or regexes")
     parser.add_argument("--objective", choices=("moments", "mmd"), default=d.objective,
                         help="feature moment matching (mean and variance) or its kernel form, MMD")
     parser.add_argument("--ema-decay", type=float, default=d.ema_decay,
@@ -195,6 +240,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/search/checkpoint.pt")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--eval-samples", type=int, default=d.eval_samples, help="generated samples for FD/PRDC")
+    parser.add_argument("--eval-at", type=int, nargs="+", default=d.eval_at, metavar="STEP",
+                        help="steps at which FD is also measured (reported as fd_at_step)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 

@@ -110,7 +110,8 @@ class MomentMatching(Objective):
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
         >>> mm = MomentMatching(lambda x: [net(x)], cache=False)
         >>> mm.prepare(torch.randn(64, 1, 8, 8), torch.device("cpu"))
-        >>> float(mm(torch.randn(64, 1, 8, 8))) < float(mm(torch.randn(64, 1, 8, 8) + 3))
+        >>> with torch.no_grad():
+        ...     float(mm(torch.randn(64, 1, 8, 8))) < float(mm(torch.randn(64, 1, 8, 8) + 3))
         True
     """
 
