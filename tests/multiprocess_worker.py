@@ -7,7 +7,8 @@ those files and compares ranks with each other and with one process on the globa
 
 - ``search``: a layer-scope search (checkpoints, sample grids, progress bar, real moments
   computed and cached), then a global-scope one (moments read from the cache), then one with
-  ``sync_batchnorm=False``, in the same process group; ends with `end_processes`.
+  ``sync_batchnorm=False``, then one with `lt.MMD`, in the same process group; ends with
+  `end_processes`.
 - ``killed``: the layer-scope search of ``search`` in another folder; every rank kills
   itself (SIGKILL) after step ``KILL_AT``, after the checkpoint of step ``CHECKPOINT_EVERY``.
 - ``resume``: continues ``killed``'s folder with ``resume=True`` to the end.
@@ -33,7 +34,7 @@ from torch import nn
 
 import lt_plugins as lt
 from lt_plugins.models import DCGANGenerator
-from lt_plugins.objectives import MomentMatching
+from lt_plugins.objectives import MMD, MomentMatching
 from lt_plugins.search import end_processes
 
 LATENT = 8
@@ -70,10 +71,27 @@ def make_generator(scope: str = "layer") -> nn.Module:
 
 
 def make_search(gen: nn.Module, batch_size: int, output_dir=None, cache: bool = False, device: str | None = "cpu",
-                **kw) -> lt.TicketSearch:
-    objective = MomentMatching(PixelFeatures(), ema_decay=0.5, cache=cache)
+                objective=None, **kw) -> lt.TicketSearch:
+    objective = objective or MomentMatching(PixelFeatures(), ema_decay=0.5, cache=cache)
     return lt.TicketSearch(gen, objective, LATENT, batch_size=batch_size, lr=LR, device=device, seed=0,
                            output_dir=output_dir, checkpoint_every=CHECKPOINT_EVERY, **kw)
+
+
+def mmd_value_and_gradient(batch_size: int, rank: int = 0, world_size: int = 1) -> tuple[float, list[torch.Tensor]]:
+    """`lt.MMD` of this process's share of the step-0 latents, and its score gradient averaged
+    over processes as DDP averages it (BatchNorm in eval mode: per-sample, like one process)."""
+    gen = make_generator("layer").eval()
+    objective = MMD(PixelFeatures())
+    objective.prepare(real_images(), torch.device("cpu"))
+    z = make_search(gen, batch_size).latents(0, batch_size, rank, world_size)
+    loss = objective(gen(z))
+    loss.backward()
+    grads = [s.grad for s in lt.score_parameters(gen)]
+    if world_size > 1:
+        for g in grads:
+            torch.distributed.all_reduce(g)
+            g /= world_size
+    return loss.item(), grads
 
 
 def snapshot(gen: nn.Module, search: lt.TicketSearch) -> dict:
@@ -83,7 +101,8 @@ def snapshot(gen: nn.Module, search: lt.TicketSearch) -> dict:
         "masks": lt.masks(gen),
         "buffers": {k: v.clone() for k, v in gen.state_dict().items() if "running" in k or "num_batches" in k},
         "losses": list(search.result.losses),
-        "real_moments": [(m.clone(), v.clone()) for m, v in search.objective.real],
+        "real_moments": [(m.clone(), v.clone()) for m, v in search.objective.real]
+        if isinstance(search.objective, MomentMatching) else None,
         "patched_forwards": [name for name, m in gen.named_modules() if "forward" in m.__dict__],
     }
 
@@ -134,6 +153,11 @@ def main(scenario: str, out: Path) -> None:
         search = make_search(gen, BATCH, progress=False, sync_batchnorm=False)
         search.run(real, steps=3)
         result["per_rank_bn"] = snapshot(gen, search)
+        gen = make_generator("layer")
+        search = make_search(gen, BATCH, progress=False, objective=MMD(PixelFeatures()))
+        search.run(real, steps=STEPS)
+        result["mmd"] = snapshot(gen, search)
+        result["mmd_gradient"] = mmd_value_and_gradient(BATCH, rank, result["world_size"])
     elif scenario == "killed":
         def die(info: lt.StepInfo) -> None:
             if info.step == KILL_AT:

@@ -1,8 +1,8 @@
 """Multi-process search: 2 gloo ranks on CPU under torchrun, as `accelerate launch` runs it on GPUs.
 
-Every rank holds the same scores and masks (layer and global scope); 2 processes × batch B
-give the single-process answer for batch 2B (BatchNorm included, through global-batch
-statistics); a search killed under 2 processes resumes and ends where an uninterrupted one
+Every rank holds the same scores and masks (layer and global scope, MMD); 2 processes × batch
+B give the single-process answer for batch 2B (BatchNorm included, through global-batch
+statistics; MMD's value and gradient); the search command reports and saves once; a search killed under 2 processes resumes and ends where an uninterrupted one
 does; only rank 0 writes files or shows the progress bar; the launches exit cleanly.
 
 Three real launches (``tests/multiprocess_worker.py``: search, killed, resume) run once
@@ -93,7 +93,7 @@ def _assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a[name], b[name]), name
 
 
-@pytest.mark.parametrize("scope", ["layer", "global"])
+@pytest.mark.parametrize("scope", ["layer", "global", "mmd"])
 def test_every_rank_holds_bit_identical_scores_and_masks(launched, scope):
     rank0, rank1 = (r[scope] for r in launched["search"])
     assert rank0["losses"] and rank0["losses"] == rank1["losses"]
@@ -121,6 +121,16 @@ def test_two_processes_give_the_one_process_result_on_the_global_batch(launched,
     torch.testing.assert_close(torch.tensor(two["losses"]), torch.tensor(one["losses"]), rtol=1e-5, atol=1e-7)
     for name, value in one["buffers"].items():
         torch.testing.assert_close(two["buffers"][name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_mmd_under_two_processes_is_the_one_process_mmd_of_the_global_batch(launched):
+    # Compared as value and gradient: a search would let Adam's first, sign-like step turn
+    # float-level differences of near-zero gradients into whole mask flips.
+    value, grads = worker.mmd_value_and_gradient(WORLD * worker.BATCH)
+    for rank_value, rank_grads in (r["mmd_gradient"] for r in launched["search"]):
+        assert rank_value == pytest.approx(value, rel=1e-5)
+        for a, b in zip(rank_grads, grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_real_moments_of_sharded_data_equal_the_single_process_ones(launched, one_process):

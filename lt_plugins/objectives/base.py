@@ -1,10 +1,11 @@
-"""What every search objective provides, and the cross-process sums they share."""
+"""What every search objective provides, and the cross-process sums and gathers they share."""
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -29,11 +30,32 @@ def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed.nn.functional import all_reduce
 
-    with warnings.catch_warnings():
-        # Deprecated in favour of _functional_collectives.all_reduce, whose autograd support
-        # only exists in recent torch releases; this one differentiates on every supported torch.
-        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated", FutureWarning)
+    with _differentiable_collectives():
         return all_reduce(tensor)
+
+
+def rows_of_all_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """The rows of ``tensor`` from every process, in rank order, differentiably.
+
+    Every process must pass the same shape. Gradients flow back to the process that owned
+    each row. Identity when there is one process.
+    """
+    if world()[1] == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    with _differentiable_collectives():
+        return torch.cat(all_gather(tensor))
+
+
+@contextlib.contextmanager
+def _differentiable_collectives() -> Iterator[None]:
+    # torch.distributed.nn.functional is deprecated in favour of _functional_collectives, whose
+    # autograd support only exists in recent torch releases; this one differentiates on every
+    # supported torch.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"torch\.distributed\.nn\.functional\.\w+ is deprecated", FutureWarning)
+        yield
 
 
 def sum_over_processes_(tensor: torch.Tensor) -> torch.Tensor:

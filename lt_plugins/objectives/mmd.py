@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .base import Objective, frozen
+from .base import Objective, frozen, rows_of_all_processes, world
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:
@@ -37,6 +37,8 @@ class MMD(Objective):
 
     Each call compares the generated batch with a batch of real images drawn by a seeded
     sampler (its state is part of `state_dict`, so a resumed search draws the same batches).
+    Under several processes the MMD is that of the global batch, the fakes and reals of every
+    process together, so its value and gradient are the single-process ones.
 
     Example:
         >>> import torch
@@ -67,12 +69,16 @@ class MMD(Objective):
     def __call__(self, fake: torch.Tensor) -> torch.Tensor:
         if self.real is None:
             raise RuntimeError("MMD.prepare(real_images, device) must run before the loss is used.")
-        index = torch.randint(0, self.real.shape[0], (fake.shape[0],), generator=self.sampler)
+        # The reals of the global batch: every process draws the same indices and embeds its
+        # share; fakes and reals of all processes then meet in one MMD, the single-process one.
+        rank, size = world()
+        batch = fake.shape[0]
+        index = torch.randint(0, self.real.shape[0], (batch * size,), generator=self.sampler)
         with torch.no_grad():
-            real_features = self.features(self.real[index].to(self.device))
+            real_features = self.features(self.real[index[rank * batch : (rank + 1) * batch]].to(self.device))
         loss = fake.new_zeros((), dtype=torch.float32)
         for r, f in zip(real_features, self.features(fake)):
-            loss = loss + mmd2(r.flatten(1).float(), f.flatten(1).float(), self.scales)
+            loss = loss + mmd2(*(rows_of_all_processes(x.flatten(1).float()) for x in (r, f)), self.scales)
         return loss
 
     def state_dict(self) -> dict[str, torch.Tensor]:
