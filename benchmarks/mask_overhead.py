@@ -7,7 +7,7 @@ between steps) and a sort-based masked step as the reference implementations do 
 sort of every layer's scores on every forward). Peak memory of each comes from a fresh
 subprocess. Then the time our step spends choosing masks, and one selection on its own.
 
-    python benchmarks/mask_overhead.py [--batch 64] [--rounds 8] [--warmup 10] [--device cpu]
+    python benchmarks/mask_overhead.py [--batch 64] [--rounds 8] [--warmup 10] [--device cpu] [--scope layer]
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ class SortScoreMask(nn.Module):
         return weight * (mask.view_as(a) + a - a.detach())
 
 
-def build(kind: str, device: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+def build(kind: str, device: str, scope: str = "layer") -> tuple[nn.Module, torch.optim.Optimizer]:
     gen = DCGANGenerator(nz=100, ngf=64, nc=3, image_size=64).to(device)
     if kind == "dense":
         return gen, torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
     if kind == "ours":
-        gen = lt.wrap(gen, lt.TicketConfig(density=0.1, seed=0))
+        gen = lt.wrap(gen, lt.TicketConfig(density=0.1, seed=0, scope=scope))
         return gen, torch.optim.Adam(lt.score_parameters(gen), lr=0.01, betas=(0.5, 0.999))
     gen.requires_grad_(False)
     scores = []
@@ -61,8 +61,8 @@ def build(kind: str, device: str) -> tuple[nn.Module, torch.optim.Optimizer]:
     return gen, torch.optim.Adam(scores, lr=0.01, betas=(0.5, 0.999))
 
 
-def make_step(kind: str, batch: int, device: str):
-    gen, opt = build(kind, device)
+def make_step(kind: str, batch: int, device: str, scope: str = "layer"):
+    gen, opt = build(kind, device, scope)
     z = torch.randn(batch, 100, device=device)
 
     def step() -> None:
@@ -79,9 +79,9 @@ def sync(device: str) -> None:
 
 
 def time_side_by_side(
-    kinds: list[str], batch: int, rounds: int, steps: int, warmup: int, device: str
+    kinds: list[str], batch: int, rounds: int, steps: int, warmup: int, device: str, scope: str
 ) -> dict[str, list[float]]:
-    runners = {kind: make_step(kind, batch, device) for kind in kinds}
+    runners = {kind: make_step(kind, batch, device, scope) for kind in kinds}
     for run in runners.values():
         # Warm-up: allocator, kernels, and the first selections, whose thresholds still jump
         # by percents from step to step; a search runs thousands of steps past them.
@@ -105,8 +105,8 @@ def _vm_hwm_kib() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
-def _peak_memory_child(kind: str, batch: int, device: str, queue) -> None:
-    run = make_step(kind, batch, device)
+def _peak_memory_child(kind: str, batch: int, device: str, scope: str, queue) -> None:
+    run = make_step(kind, batch, device, scope)
     for _ in range(3):
         run()
     if device.startswith("cuda"):
@@ -115,10 +115,10 @@ def _peak_memory_child(kind: str, batch: int, device: str, queue) -> None:
         queue.put(_vm_hwm_kib() / 1024)
 
 
-def peak_memory_mib(kind: str, batch: int, device: str) -> float:
+def peak_memory_mib(kind: str, batch: int, device: str, scope: str) -> float:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_memory_child, args=(kind, batch, device, queue))
+    proc = ctx.Process(target=_peak_memory_child, args=(kind, batch, device, scope, queue))
     proc.start()
     value = queue.get(timeout=600)
     proc.join()
@@ -149,13 +149,13 @@ def selection_ms(n: int, density: float, device: str, repeats: int = 20) -> dict
     return result
 
 
-def selection_in_step_ms(batch: int, warmup: int, steps: int, device: str) -> float:
+def selection_in_step_ms(batch: int, warmup: int, steps: int, device: str, scope: str) -> float:
     """Median ms per masked search step spent choosing the masks, timed inside real steps.
 
     Unlike `selection_ms`, the scores here move as a search moves them, so each layer's
     selection starts from where its threshold was the step before (`ThresholdHint`).
     """
-    run = make_step("ours", batch, device)
+    run = make_step("ours", batch, device, scope)
     for _ in range(warmup):
         run()
     spent = [0.0]
@@ -188,14 +188,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per kind per round")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps per kind first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--scope", choices=("layer", "global"), default="layer",
+                        help="our mask's top-k scope (the sort-based reference ranks per layer)")
     args = parser.parse_args()
 
     kinds = ["dense", "ours", "sort"]
-    times = time_side_by_side(kinds, args.batch, args.rounds, args.steps, args.warmup, args.device)
+    times = time_side_by_side(kinds, args.batch, args.rounds, args.steps, args.warmup, args.device, args.scope)
     median = {kind: statistics.median(t) for kind, t in times.items()}
-    memory = {kind: peak_memory_mib(kind, args.batch, args.device) for kind in kinds}
+    memory = {kind: peak_memory_mib(kind, args.batch, args.device, args.scope) for kind in kinds}
     mem_kind = "peak CUDA allocated" if args.device.startswith("cuda") else "peak process RSS"
-    print(f"DCGAN 64x64 (nz 100, ngf 64), batch {args.batch}, density 0.1, device {args.device}, "
+    print(f"DCGAN 64x64 (nz 100, ngf 64), batch {args.batch}, density 0.1 ({args.scope} top-k), device {args.device}, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} rounds x {args.steps} steps "
           f"after {args.warmup} warm-up steps")
     print(f"{'step':<28}{'ms/step':>10}{'x dense':>10}{mem_kind + ' MiB':>26}")
@@ -205,8 +207,8 @@ def main() -> None:
               f"{memory[kind]:>26.0f}")
     print(f"masked / dense = {median['ours'] / median['dense']:.3f} (target <= 1.10); "
           f"sort-based / ours = {median['sort'] / median['ours']:.2f}")
-    print(f"of a masked step, choosing all masks took {selection_in_step_ms(args.batch, args.warmup, 10, args.device):.1f}"
-          f" ms (median of 10 steps)")
+    choosing = selection_in_step_ms(args.batch, args.warmup, 10, args.device, args.scope)
+    print(f"of a masked step, choosing all masks took {choosing:.1f} ms (median of 10 steps)")
     n = 512 * 256 * 4 * 4  # the largest layer
     print(f"selecting the top 10% of {n:,} scores on {args.device}, median ms: " + ", ".join(
         f"{name} {ms:.2f}" for name, ms in selection_ms(n, 0.1, args.device).items()))
