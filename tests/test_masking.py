@@ -149,6 +149,7 @@ def test_topk_mask_with_a_hint_stays_exact_and_learns_the_threshold():
         assert torch.equal(topk_mask(values, k, hint), _topk_by_position(values, k)), step
         assert hint.threshold == float(values.sort().values[n - k])
         assert math.isfinite(hint.expected_band()) or step == 0
+    assert hint.expected_band() < 0.01 * n  # the sample's bracket would hold ~3% of the values
     far = ThresholdHint(threshold=5.0, moved=1e-6, crowding=1e9)  # confidently wrong
     assert torch.equal(topk_mask(values, k, far), _topk_by_position(values, k))
     ties = torch.randint(0, 4, (n,), generator=g).float()
