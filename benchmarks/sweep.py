@@ -11,6 +11,8 @@ README's choices (EMA 0.9, StyleGAN lr 3e-4) is benchmarks/sweeps/h100_2026-11-2
 its results are benchmarks/results/sweep_h100.jsonl (one H100, 8 runs at a time).
 
     python benchmarks/sweep.py benchmarks/sweeps/h100_2026-11-25.json out.jsonl --workers 8
+
+`benchmarks/sweep_curves.py out.jsonl curves.png` tabulates and plots FD against step.
 """
 
 from __future__ import annotations
