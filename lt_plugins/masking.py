@@ -222,8 +222,9 @@ def _refill(buffer: torch.Tensor | None, shape: torch.Size, device: torch.device
     return buffer
 
 
-def _version_key(scores: torch.Tensor) -> tuple:
-    return scores._version, scores.data_ptr(), scores.device
+def _version_key(tensor: torch.Tensor) -> tuple:
+    """Changes whenever ``tensor`` is written in place, replaced or moved."""
+    return tensor._version, tensor.data_ptr(), tensor.device
 
 
 class _GlobalTopK:
@@ -239,10 +240,15 @@ class _GlobalTopK:
 
     def key(self) -> tuple:
         """Changes whenever any member's scores do."""
-        return tuple(_version_key(m.scores) for m in self.members)
+        return tuple(m.scores_key() for m in self.members)
 
-    def mask_of(self, member: ScoreMask) -> torch.Tensor:
-        key = self.key()
+    def add(self, member: ScoreMask) -> int:
+        """Take ``member`` into the selection; returns its index among the members."""
+        self.members.append(member)
+        return len(self.members) - 1
+
+    def mask_of(self, index: int, key: tuple) -> torch.Tensor:
+        """The mask of member ``index`` for the members' scores as of ``key`` (`key()`)."""
         if key != self._key:
             sizes = [m.scores.numel() for m in self.members]
             first = self.members[0].scores
@@ -252,7 +258,7 @@ class _GlobalTopK:
             keep = topk_mask(self._abs, max(1, round(self.density * self._abs.numel())), self._hint)
             self._masks = [part.view_as(m.scores) for part, m in zip(keep.split(sizes), self.members)]
             self._key = key
-        return self._masks[self.members.index(member)]
+        return self._masks[index]
 
 
 class ScoreMask(nn.Module):
@@ -277,6 +283,7 @@ class ScoreMask(nn.Module):
         self.density = density
         self.param_name = param_name
         self._global = global_topk
+        self._global_index = global_topk.add(self) if global_topk is not None else -1
         self._key: tuple | None = None
         self._mask: torch.Tensor | None = None
         self._abs: torch.Tensor | None = None
@@ -290,11 +297,23 @@ class ScoreMask(nn.Module):
         """Number of entries this mask keeps in layer scope."""
         return max(1, round(self.density * self.scores.numel()))
 
+    def scores_key(self) -> tuple:
+        """Changes whenever the scores are written in place, replaced or moved."""
+        # Not self.scores: nn.Module.__getattr__ costs ~1 us, and global scope asks every
+        # member's key in every member's forward.
+        return _version_key(self._parameters["scores"])
+
     def mask(self) -> torch.Tensor:
         """The current boolean mask (recomputed only when the scores changed)."""
+        return self._mask_for(self._selection_key())
+
+    def _selection_key(self) -> tuple:
+        # In global scope a mask changes with any member's scores, not only with its own.
+        return self._global.key() if self._global is not None else self.scores_key()
+
+    def _mask_for(self, key: tuple) -> torch.Tensor:
         if self._global is not None:
-            return self._global.mask_of(self)
-        key = _version_key(self.scores)
+            return self._global.mask_of(self._global_index, key)
         if key != self._key:
             self._abs = _refill(self._abs, self.scores.shape, self.scores.device, self.scores.dtype)
             torch.abs(self.scores.detach(), out=self._abs)
@@ -303,17 +322,17 @@ class ScoreMask(nn.Module):
         return self._mask
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        # In global scope a mask changes with any member's scores, not only with its own.
-        scores_key = self._global.key() if self._global is not None else _version_key(self.scores)
-        key = (scores_key, _version_key(weight), weight.dtype)
+        selection_key = self._selection_key()  # once per forward: in global scope it reads every member
+        mask = self._mask_for(selection_key)
+        key = (selection_key, _version_key(weight), weight.dtype)
         if key != self._buffers_key:
             with torch.no_grad():
                 self._masked = _refill(self._masked, weight.shape, weight.device, weight.dtype)
-                torch.mul(weight, self.mask(), out=self._masked)
+                torch.mul(weight, mask, out=self._masked)
                 self._sign = _refill(self._sign, self.scores.shape, self.scores.device, self.scores.dtype)
                 torch.sign(self.scores, out=self._sign)
             self._buffers_key = key
-        return _MaskedWeight.apply(weight, self.scores, self._masked, self.mask(), self._sign)
+        return _MaskedWeight.apply(weight, self.scores, self._masked, mask, self._sign)
 
     def extra_repr(self) -> str:
         scope = "global" if self._global is not None else "layer"
@@ -495,8 +514,6 @@ def wrap(model: nn.Module, config: TicketConfig | None = None) -> nn.Module:
         param.requires_grad_(False)
     for module, param_name, name, param, new_value, scores in plan:
         mask = ScoreMask(scores, config.density, name, global_topk)
-        if global_topk is not None:
-            global_topk.members.append(mask)
         parametrize.register_parametrization(module, param_name, mask, unsafe=True)
     setattr(model, _STATE_ATTR, _WrapState(config, requires_grad))
     return model
