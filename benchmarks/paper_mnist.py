@@ -81,9 +81,9 @@ def run(seeds: list[int], steps: int, densities: tuple[float, ...], ema_decay: f
     return {name: [results[name][str(seed)] for seed in seeds] for name in order}
 
 
-def table(results: dict, steps: int, seeds: list[int], ema_decay: float, scope: str) -> str:
+def table(results: dict, steps: int, seeds: list[int], ema_decay: float, scope: str, eval_samples: int) -> str:
     lines = [f"DCGAN 32x32 on MNIST, moment matching (EMA {ema_decay:g}), {scope} top-k, {steps} steps, seeds {seeds}; "
-             f"FD on 2,000 samples (lower is better), {_device()}",
+             f"FD on {eval_samples:,} samples (lower is better), {_device()}",
              f"{'variant':<22}{'FD mean ± std':>18}{'ms/step':>10}"]
     labels = {"random": "random init", "dense": "dense, trained"}
     for name, runs in results.items():
@@ -138,7 +138,7 @@ def main() -> None:
     partial = work / f"runs_{args.steps}steps_ema{args.ema_decay:g}_{args.scope}.json"
     results = run(args.seeds, args.steps, densities, args.ema_decay, args.scope, work, args.eval_samples, partial,
                   args.workers)
-    text = table(results, args.steps, args.seeds, args.ema_decay, args.scope)
+    text = table(results, args.steps, args.seeds, args.ema_decay, args.scope, args.eval_samples)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
