@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 from hub_fixtures import deadline
+from scripts import load_script
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY = ["--steps", "2", "--batch-size", "8", "--eval-samples", "16", "--device", "cpu"]
 CASES = {
     "dcgan_mnist": TINY,
@@ -20,10 +19,7 @@ CASES = {
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(Path("examples") / f"{name}.py")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,0 +1,40 @@
+"""The sweep tools in benchmarks/: a grid entry runs through the CLI's search, and its curves add up."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from scripts import load_script
+
+
+def _load(name: str):
+    return load_script(Path("benchmarks") / f"{name}.py")
+
+
+def test_a_grid_entry_runs_with_the_grids_own_key_names():
+    task = {"family": "dcgan", "density": 0.3, "seed": 0, "steps": 3, "ema": 0.9, "batch": 8, "scope": "global",
+            "exclude": ["main.0"], "eval_at": [2], "model_kwargs": {"ngf": 8}, "eval_samples": 40}
+    threads = torch.get_num_threads()
+    try:
+        result = _load("sweep").run(task)
+    finally:
+        torch.set_num_threads(threads)  # a sweep worker runs one thread; this process goes on
+    assert result["density"] == 0.3 and result["exclude"] == ["main.0"]  # the task comes back as given
+    assert set(result["evals"]) == {2} and math.isfinite(result["fd"]) and result["seconds"] > 0
+
+
+def test_curves_average_seeds_per_variant_and_step():
+    curves = _load("sweep_curves")
+    runs = [
+        {"family": "dcgan", "density": 0.1, "lr": 0.1, "steps": 100, "seed": 0, "fd": 10.0, "evals": {"50": 30.0}},
+        {"family": "dcgan", "density": 0.1, "lr": 0.1, "steps": 100, "seed": 1, "fd": 20.0, "evals": {"50": 50.0}},
+        {"family": "dcgan", "density": None, "lr": 0.003, "steps": 100, "seed": 0, "fd": 7.0, "evals": {}},
+        {"family": "dcgan", "density": None, "lr": 0.003, "steps": 100, "seed": 1, "error": "Traceback ..."},
+    ]
+    found = curves.curves(runs)
+    assert found == {"dcgan 10% lr 0.1 steps 100": {50: [30.0, 50.0], 100: [10.0, 20.0]},
+                     "dcgan dense lr 0.003 steps 100": {100: [7.0]}}
+    table = curves.table(found)
+    assert "15.0 ±   7.1 (2)" in table and "40.0 ±  14.1 (2)" in table
