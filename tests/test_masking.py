@@ -171,6 +171,22 @@ def test_masked_weight_follows_scores_and_weight_and_refuses_a_stale_graph():
     assert torch.equal(layer.weight, layer.parametrizations.weight.original * lt.masks(layer)["weight"])
 
 
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_a_deep_copy_of_a_wrapped_model_shares_no_cached_mask(scope):
+    import copy
+
+    net = lt.wrap(nn.Sequential(nn.Linear(16, 16), nn.Linear(16, 8)), lt.TicketConfig(density=0.3, scope=scope))
+    x = torch.randn(4, 16)
+    before = net(x)
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        for scores in lt.score_parameters(net):
+            scores.copy_(torch.randn_like(scores))
+    assert not torch.equal(net(x), before)
+    assert torch.equal(twin(x), before)
+    assert lt.density(twin).kept == lt.density(net).kept
+
+
 def test_global_mask_follows_another_layers_scores():
     net = lt.wrap(nn.Sequential(nn.Linear(32, 32), nn.Linear(32, 32)), lt.TicketConfig(density=0.3, scope="global"))
     before = net[1].weight.clone()
