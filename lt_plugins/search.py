@@ -181,7 +181,8 @@ class TicketSearch:
         checkpoint_every: steps between atomic checkpoints (and sample grids).
         n_samples: images in each sample grid, from latents fixed by ``seed``.
         seed: seed of the latent stream (step ``t`` always sees the same latents).
-        device: "cpu", "cuda", ... (default: what Accelerate picks).
+        device: "cpu", "cuda", "cuda:1", ... (default: what Accelerate picks; under a
+            multi-process launch, each process's own GPU whatever the index).
         mixed_precision: "no", "bf16" or "fp16", passed to Accelerate (default: what
             ``accelerate launch --mixed_precision`` / ``accelerate config`` set, else "no").
         progress: show a progress bar on the main process.
@@ -297,9 +298,13 @@ class TicketSearch:
     def _accelerator(self):
         from accelerate import Accelerator
 
-        # cpu=True wherever there is no GPU: without it, Accelerate sees one process under a
-        # multi-process CPU launch while torch.distributed sees them all.
-        cpu = torch.device(self.device).type == "cpu" if self.device is not None else not torch.cuda.is_available()
+        device = torch.device(self.device) if self.device is not None else None
+        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        # Under a multi-process launch with no GPU, Accelerate's default state counts one
+        # process where torch.distributed counts them all: ask for CPU processes then.
+        cpu = device.type == "cpu" if device is not None else launched and not torch.cuda.is_available()
+        if device is not None and device.type == "cuda" and device.index is not None and not launched:
+            torch.cuda.set_device(device)  # one process runs on the current CUDA device
         accelerator = Accelerator(cpu=cpu, mixed_precision=self.mixed_precision)
         if accelerator.num_processes != world()[1]:
             raise RuntimeError(
