@@ -20,6 +20,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from fd_plot import fd_plot
 from sheet import sample_sheet
 
 from lt_plugins._io import atomic_path
@@ -94,27 +95,21 @@ def table(results: dict, steps: int, seeds: list[int], ema_decay: float, scope: 
 
 
 def plot(results: dict, densities: tuple[float, ...], path: Path) -> None:
-    import matplotlib
+    from matplotlib.ticker import NullLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    means = [statistics.mean(r["fd"] for r in results[f"{d:g}"]) for d in densities]
-    stds = [statistics.stdev([r["fd"] for r in results[f"{d:g}"]]) if len(results[f"{d:g}"]) > 1 else 0 for d in densities]
-    ax.errorbar([d * 100 for d in densities], means, yerr=stds, marker="o", capsize=3, label="ticket (no weight trained)")
-    for name, style in (("dense", "--"), ("random", ":")):
-        ax.axhline(statistics.mean(r["fd"] for r in results[name]), linestyle=style, color="k" if name == "dense" else "grey",
-                   label="dense, trained" if name == "dense" else "random init")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks([d * 100 for d in densities], [f"{d:.0%}" for d in densities])
-    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xlabel("weights kept")
-    ax.set_ylabel("FD (MNIST classifier features)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    with fd_plot(path, "weights kept", size=(5.5, 3.6)) as ax:
+        means = [statistics.mean(r["fd"] for r in results[f"{d:g}"]) for d in densities]
+        stds = [statistics.stdev([r["fd"] for r in results[f"{d:g}"]]) if len(results[f"{d:g}"]) > 1 else 0
+                for d in densities]
+        ax.errorbar([d * 100 for d in densities], means, yerr=stds, marker="o", capsize=3,
+                    label="ticket (no weight trained)")
+        for name, style in (("dense", "--"), ("random", ":")):
+            ax.axhline(statistics.mean(r["fd"] for r in results[name]), linestyle=style,
+                       color="k" if name == "dense" else "grey",
+                       label="dense, trained" if name == "dense" else "random init")
+        ax.set_xscale("log")
+        ax.set_xticks([d * 100 for d in densities], [f"{d:.0%}" for d in densities])
+        ax.xaxis.set_minor_locator(NullLocator())
 
 
 def main() -> None:

@@ -56,23 +56,14 @@ def table(found: dict[str, dict[int, list[float]]]) -> str:
 
 
 def plot(found: dict[str, dict[int, list[float]]], path: Path) -> None:
-    import matplotlib
+    from fd_plot import fd_plot  # beside this script; matplotlib only when plotting
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=120)
-    for label, points in found.items():
-        steps = sorted(points)
-        means = [statistics.mean(points[s]) for s in steps]
-        stds = [statistics.stdev(points[s]) if len(points[s]) > 1 else 0.0 for s in steps]
-        ax.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("FD (MNIST classifier features)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
+    with fd_plot(path, "step", legend_size=7) as ax:
+        for label, points in found.items():
+            steps = sorted(points)
+            means = [statistics.mean(points[s]) for s in steps]
+            stds = [statistics.stdev(points[s]) if len(points[s]) > 1 else 0.0 for s in steps]
+            ax.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=label)
 
 
 def main() -> None:
