@@ -134,6 +134,38 @@ def _global_batch_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
             del layer.__dict__["forward"]
 
 
+def _launched() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _asks_for_cpu(device: str | torch.device | None) -> bool:
+    if device is not None:
+        return torch.device(device).type == "cpu"
+    # Under a multi-process launch with no GPU, Accelerate's default state counts one process
+    # where torch.distributed counts them all: ask for CPU processes then.
+    return _launched() and not torch.cuda.is_available()
+
+
+def process_state(device: str | torch.device | None = None):
+    """Accelerate's state of this process (``accelerate.PartialState``), asked for ``device``
+    the way `TicketSearch` asks: None is Accelerate's choice (each process's own GPU under
+    ``accelerate launch``), except under a multi-process launch with no GPU, where it asks
+    for CPU processes; ``"cuda:N"`` in one process makes N the current CUDA device, which
+    Accelerate's single-process device follows.
+
+    Example:
+        >>> process_state("cpu").device
+        device(type='cpu')
+    """
+    from accelerate import PartialState
+
+    if device is not None and not _launched():
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)
+    return PartialState(cpu=_asks_for_cpu(device))
+
+
 def end_processes() -> None:
     """End a multi-process script cleanly: wait for every rank, free, close the process group.
 
@@ -298,14 +330,8 @@ class TicketSearch:
     def _accelerator(self):
         from accelerate import Accelerator
 
-        device = torch.device(self.device) if self.device is not None else None
-        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        # Under a multi-process launch with no GPU, Accelerate's default state counts one
-        # process where torch.distributed counts them all: ask for CPU processes then.
-        cpu = device.type == "cpu" if device is not None else launched and not torch.cuda.is_available()
-        if device is not None and device.type == "cuda" and device.index is not None and not launched:
-            torch.cuda.set_device(device)  # one process runs on the current CUDA device
-        accelerator = Accelerator(cpu=cpu, mixed_precision=self.mixed_precision)
+        process_state(self.device)
+        accelerator = Accelerator(cpu=_asks_for_cpu(self.device), mixed_precision=self.mixed_precision)
         if accelerator.num_processes != world()[1]:
             raise RuntimeError(
                 f"torch.distributed runs {world()[1]} processes but Accelerate sees {accelerator.num_processes}: "

@@ -100,19 +100,17 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     written. Under ``accelerate launch`` or ``torchrun`` every process searches, and the main
     one alone measures, saves and gets the report (the others get None).
     """
-    from accelerate import PartialState
-
     import lt_plugins as lt
 
     from ..data import load_images
     from ..features import mnist_feature_net
     from ..metrics import evaluate
+    from ..search import process_state
 
     real = load_images(job.data, image_size=job.image_size)
     # One process, or this one of those accelerate launch / torchrun started; its device is
     # this process's own GPU (cuda:LOCAL_RANK) under a multi-GPU launch.
-    cpu = torch.device(job.device).type == "cpu" if job.device else not torch.cuda.is_available()
-    process = PartialState(cpu=cpu)
+    process = process_state(job.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     device = torch.device(job.device) if job.device else process.device
     generator = build_generator(job.family, job.image_size, real.shape[1], job.model_kwargs, job.seed).to(device)
     latent_dim = latent_dim_of(generator)
