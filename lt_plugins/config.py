@@ -82,6 +82,13 @@ class TicketConfig:
                   "the family's defaults: target_modules=None then means every weight."},
     )
     mask_bias: bool = field(default=False, metadata={"help": "Also mask the biases of targeted modules."})
+    family: str | None = field(
+        default=None,
+        metadata={"help": "Model family whose defaults apply (targets, scale_fan, learning rates): 'dcgan', "
+                  "'stylegan', 'unet', 'diffusers', 'timm' or 'torch' (generic). None: recognised from the model, "
+                  "by class or by structure (mapping + synthesis networks or modulated convolutions: stylegan; "
+                  "forward(x, t) with a time embedding: unet; a transposed-convolution stack: dcgan)."},
+    )
 
     def __post_init__(self) -> None:
         d = self.density
@@ -104,6 +111,11 @@ class TicketConfig:
             raise ValueError(
                 f"TicketConfig.scale_fan={self.scale_fan!r} is not valid; use True, False, or None for the "
                 "model family's default."
+            )
+        if self.family is not None and (not isinstance(self.family, str) or not self.family):
+            raise ValueError(
+                f"TicketConfig.family={str(self.family)[:80]!r} is not valid; name a family (e.g. 'stylegan') or "
+                "pass None to recognise it from the model."
             )
         self.target_modules = _as_name_list("target_modules", self.target_modules)
         self.exclude_modules = _as_name_list("exclude_modules", self.exclude_modules)

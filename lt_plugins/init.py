@@ -17,6 +17,9 @@ from torch import nn
 # Gain of ReLU-like layers, as in edge-popup's signed Kaiming constant.
 DEFAULT_GAIN = math.sqrt(2.0)
 SCORE_UNIFORM_BOUND = 0.1
+# How far above 1/sqrt(fan_in) a constructor's weight must be to count as rescaled at run time
+# (see `constructor_scale`).
+RUNTIME_GAIN_EVIDENCE = 3.0
 
 
 def keyed_generator(seed: int, name: str, purpose: str) -> torch.Generator:
@@ -33,31 +36,82 @@ def keyed_generator(seed: int, name: str, purpose: str) -> torch.Generator:
 
 
 def fan_in(module: nn.Module, weight: torch.Tensor) -> float:
-    """Inputs that reach one output unit through ``weight``.
+    """Inputs that reach one output unit through ``weight``, for every weight layout.
 
-    For transposed convolutions the weight is (in, out/groups, *k) and each output pixel
-    sees in_channels * prod(k) / prod(stride) inputs, not what ``weight.shape[1:]`` says.
+    - linear ``(out, in)`` and convolutions ``(out, in / groups, *k)``: ``in / groups * prod(k)``;
+    - transposed convolutions ``(in, out / groups, *k)``: each output pixel sees
+      ``in / groups * prod(k) / prod(stride)`` inputs, not what ``weight.shape[1:]`` says;
+    - a weight of a module that is not a torch convolution, stored with a leading broadcast
+      dimension of 1 (a modulated convolution's ``(1, out, in, k, k)``): that dimension is not
+      an output, so ``in * prod(k)``.
+
+    Example:
+        >>> fan_in(nn.ConvTranspose2d(64, 32, 4, stride=2), nn.ConvTranspose2d(64, 32, 4, stride=2).weight)
+        256.0
+        >>> fan_in(nn.Module(), torch.empty(1, 8, 4, 3, 3))
+        36
     """
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return weight.shape[0] * math.prod(weight.shape[2:]) / math.prod(module.stride)
+        return weight.shape[0] / module.groups * math.prod(weight.shape[2:]) / math.prod(module.stride)
+    if not isinstance(module, nn.modules.conv._ConvNd) and weight.ndim >= 4 and weight.shape[0] == 1:
+        return math.prod(weight.shape[2:])
     return math.prod(weight.shape[1:])
 
 
+def constructor_scale(weight: torch.Tensor, fan: float) -> float | None:
+    """The standard deviation a seeded draw of ``weight`` should follow, when it is not the fan-in rule's.
+
+    Public generator code often stores a weight at one scale and rescales it at run time:
+    StyleGAN2's equalized learning rate stores N(0, 1) weights and multiplies them by
+    ``1/sqrt(fan_in)`` in ``forward``; a mapping network with ``lr_multiplier=0.01`` stores
+    N(0, 100²) and multiplies by ``0.01/sqrt(fan_in)``. No usual initialiser (PyTorch's default,
+    Kaiming, Xavier, DCGAN's N(0, 0.02²)) puts a weight more than about 2x above ``1/sqrt(fan_in)``,
+    while such layers sit at ``sqrt(fan_in)`` times it or more. So a constructor's weight whose
+    standard deviation exceeds `RUNTIME_GAIN_EVIDENCE` times ``1/sqrt(fan_in)`` is taken to be
+    rescaled at run time, and its seeded draw takes the constructor's scale in place of
+    ``1/sqrt(fan_in)``; the run-time gain then brings it where the fan-in rule would have put an
+    ordinary layer. Returns that scale (4 significant digits, so that it reads well in a ticket,
+    which records it), or None for the fan-in rule.
+
+    Example:
+        >>> equalized = torch.randn(64, 512, generator=torch.Generator().manual_seed(0))  # times 1/sqrt(512) at run time
+        >>> 0.99 < constructor_scale(equalized, 512) < 1.01
+        True
+        >>> constructor_scale(nn.Linear(512, 64).weight, 512) is None
+        True
+    """
+    if weight.numel() < 2 or not weight.is_floating_point():
+        return None
+    std = float(weight.detach().float().std())
+    if not math.isfinite(std) or std * math.sqrt(fan) <= RUNTIME_GAIN_EVIDENCE:
+        return None
+    return float(f"{std:.4g}")
+
+
 def draw_weight(
-    scheme: str, shape: torch.Size, fan: float, seed: int, name: str, density: float, scale_fan: bool
+    scheme: str,
+    shape: torch.Size,
+    fan: float,
+    seed: int,
+    name: str,
+    density: float,
+    scale_fan: bool,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """Draw one weight tensor (CPU, float32) for ``scheme``.
 
-    With ``scale_fan`` the standard deviation is gain/sqrt(density * fan_in): the kept
-    weights carry the scale of the kept fan-in, so activations do not shrink by sqrt(density)
-    at every layer.
+    The standard deviation is gain/sqrt(fan_in), or gain * ``scale`` for a weight its layer
+    rescales at run time (`constructor_scale`). With ``scale_fan`` it is further divided by
+    sqrt(density): the kept weights carry the scale of the kept fan-in, so activations do not
+    shrink by sqrt(density) at every layer.
 
     Example:
         >>> w = draw_weight("signed_constant", torch.Size([4, 8]), 8, 0, "fc.weight", 0.5, True)
         >>> sorted(set(w.abs().flatten().tolist())) == [w.abs().max().item()]
         True
     """
-    std = DEFAULT_GAIN / math.sqrt((density if scale_fan else 1.0) * fan)
+    unit = scale if scale is not None else 1.0 / math.sqrt(fan)
+    std = DEFAULT_GAIN * unit / math.sqrt(density if scale_fan else 1.0)
     gen = keyed_generator(seed, name, "weight")
     if scheme == "signed_constant":
         signs = torch.randint(0, 2, shape, generator=gen, dtype=torch.float32) * 2 - 1

@@ -12,17 +12,21 @@ change, into buffers reused from step to step.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .adapters import adapter_for
+from .adapters import adapter_for, recognise
 from .config import TicketConfig
-from .init import draw_scores, draw_weight, fan_in
+from .init import constructor_scale, draw_scores, draw_weight, fan_in
+
+logger = logging.getLogger(__name__)
 
 _STATE_ATTR = "_lt_state"
 
@@ -217,7 +221,11 @@ def _refill(buffer: torch.Tensor | None, shape: torch.Size, device: torch.device
     Per-step tensors the size of a weight are reused rather than reallocated: on the CPU a
     fresh multi-megabyte allocation costs page faults on every step.
     """
-    if buffer is None or buffer.shape != shape or buffer.device != device or buffer.dtype != dtype:
+    if (
+        buffer is None or buffer.shape != shape or buffer.device != device or buffer.dtype != dtype
+        # A buffer made under torch.inference_mode can never again be written outside it.
+        or buffer.is_inference() != torch.is_inference_mode_enabled()
+    ):
         return torch.empty(shape, device=device, dtype=dtype)
     return buffer
 
@@ -239,8 +247,8 @@ class _GlobalTopK:
         self._hint = ThresholdHint()
 
     def key(self) -> tuple:
-        """Changes whenever any member's scores do."""
-        return tuple(m.scores_key() for m in self.members)
+        """Changes whenever any member's scores do, or inference mode is entered or left."""
+        return (torch.is_inference_mode_enabled(), *(m.scores_key() for m in self.members))
 
     def add(self, member: ScoreMask) -> int:
         """Take ``member`` into the selection; returns its index among the members."""
@@ -308,8 +316,11 @@ class ScoreMask(nn.Module):
         return self._mask_for(self._selection_key())
 
     def _selection_key(self) -> tuple:
-        # In global scope a mask changes with any member's scores, not only with its own.
-        return self._global.key() if self._global is not None else self.scores_key()
+        # In global scope a mask changes with any member's scores, not only with its own. A mask
+        # made under torch.inference_mode cannot be saved for backward, so the mode is part of the key.
+        if self._global is not None:
+            return self._global.key()
+        return torch.is_inference_mode_enabled(), self.scores_key()
 
     def _mask_for(self, key: tuple) -> torch.Tensor:
         if self._global is not None:
@@ -333,6 +344,22 @@ class ScoreMask(nn.Module):
                 torch.sign(self.scores, out=self._sign)
             self._buffers_key = key
         return _MaskedWeight.apply(weight, self.scores, self._masked, mask, self._sign)
+
+    def _apply(self, fn, recurse: bool = True):
+        # model.half() / .to(torch.bfloat16) casts every floating tensor; scores cast to 16 bits
+        # would tie and reorder, and change which weights are kept. They follow the model's
+        # device but stay float32.
+        scores = self._parameters.pop("scores")
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            self._parameters["scores"] = scores
+        device = fn(torch.empty(0, device=scores.device)).device
+        if device != scores.device:
+            scores.data = scores.data.to(device)
+            if scores.grad is not None:
+                scores.grad = scores.grad.to(device)
+        return self
 
     def extra_repr(self) -> str:
         scope = "global" if self._global is not None else "layer"
@@ -365,6 +392,9 @@ class Density:
 class _WrapState:
     config: TicketConfig
     requires_grad: dict[str, bool]
+    # Masked tensor name -> the scale its seeded draw took in place of 1/sqrt(fan_in) (see
+    # lt_plugins.init.constructor_scale); tickets record it.
+    weight_scales: dict[str, float] = field(default_factory=dict)
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -401,7 +431,7 @@ def find_targets(model: nn.Module, config: TicketConfig) -> list[tuple[str, nn.M
         >>> [(name, p) for name, _, p in find_targets(net, TicketConfig(exclude_modules="2"))]
         [('0', 'weight')]
     """
-    config = adapter_for(model).resolve(config)
+    config = adapter_for(model, config.family).resolve(config, model)
     candidates = list(_candidate_params(model, config.mask_bias))
     if not candidates:
         raise ValueError(
@@ -456,19 +486,125 @@ def is_wrapped(model: nn.Module) -> bool:
     return bool(score_masks(model))
 
 
-def wrap(model: nn.Module, config: TicketConfig | None = None) -> nn.Module:
+@dataclass
+class PlannedWeight:
+    """One masked tensor as `wrap` sets it up: where it lives and what the seed gives it."""
+
+    module: nn.Module
+    param_name: str
+    name: str  # full parameter name in the model
+    fan: float
+    scale: float | None  # the seeded draw's scale in place of 1/sqrt(fan_in) (None: the fan-in rule)
+
+    def draw(self, config: TicketConfig) -> torch.Tensor | None:
+        """The seeded weight (CPU, float32), or None with ``weight_init="keep"``."""
+        if config.weight_init == "keep":
+            return None
+        shape = self.module._parameters[self.param_name].shape
+        return draw_weight(
+            config.weight_init, shape, self.fan, config.seed, self.name, config.density, config.scale_fan, self.scale
+        )
+
+
+def plan_weights(
+    model: nn.Module, config: TicketConfig, weight_scales: dict[str, float] | None = None
+) -> list[PlannedWeight]:
+    """The tensors `wrap` masks in ``model`` under ``config`` (resolved by the model's family), with fan-in
+    and draw scale of each.
+
+    ``weight_scales`` (name -> scale) are the scales a ticket recorded: exactly those are used and
+    nothing is measured. None measures them from the weights the model's constructor made
+    (`lt_plugins.init.constructor_scale`): a layer that rescales its weight at run time
+    (equalized learning rate, lr multipliers) keeps the scale its constructor gave it.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> [(w.name, w.fan, w.scale) for w in plan_weights(net, TicketConfig())]
+        [('0.weight', 4, None), ('2.weight', 4, None)]
+    """
+    plan = []
+    for module_name, module, param_name in find_targets(model, config):
+        fan = fan_in(module, module._parameters["weight"])
+        name = _full_name(module_name, param_name)
+        if weight_scales is not None:
+            scale = weight_scales.get(name)
+        elif config.weight_init == "keep":
+            scale = None
+        else:
+            scale = constructor_scale(module._parameters[param_name], fan)
+        plan.append(PlannedWeight(module, param_name, name, fan, scale))
+    return plan
+
+
+def _check_untied(model: nn.Module, plan: list[PlannedWeight]) -> None:
+    """Refuse a targeted tensor that another module also holds (tied weights)."""
+    owners: dict[int, list[str]] = {}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for param_name, param in module._parameters.items():
+            if param is not None:
+                owners.setdefault(id(param), []).append(_full_name(module_name, param_name))
+    for planned in plan:
+        names = sorted(set(owners.get(id(planned.module._parameters[planned.param_name]), [])))
+        if len(names) > 1:
+            modules = [n.rpartition(".")[0] or n for n in names]
+            raise ValueError(
+                f"{planned.name} is one tensor shared by {names} (tied weights). A mask on one of them would leave the "
+                f"others reading the unmasked tensor. Leave it dense in all of them: exclude_modules={modules}."
+            )
+
+
+def _warn_normalised(model: nn.Module, plan: list[PlannedWeight]) -> None:
+    """Name the layers whose weight is reparametrised by weight or spectral norm: they stay dense."""
+    planned = {id(p.module) for p in plan}
+    normed = []
+    for module_name, module in model.named_modules():
+        if id(module) in planned:
+            continue
+        hooked = {"weight_g", "weight_v", "weight_orig"} & set(module._parameters)
+        parametrized = parametrize.is_parametrized(module, "weight") and not any(
+            isinstance(p, ScoreMask) for p in module.parametrizations["weight"]
+        )
+        if hooked or parametrized:
+            normed.append(module_name or type(module).__name__)
+    if normed:
+        warnings.warn(
+            f"lt.wrap leaves {len(normed)} weight- or spectral-normalised layer(s) dense and unmasked: {normed[:10]}. "
+            "To mask them, remove the normalisation before wrapping (torch.nn.utils.remove_weight_norm / "
+            "remove_spectral_norm, or parametrize.remove_parametrizations(module, 'weight')).",
+            stacklevel=3,
+        )
+
+
+def _compiled_original(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile``d model wraps (masks go on it, under its own parameter names)."""
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule":
+        logger.info("lt.wrap: %s is torch.compile'd; wrapping its original module (compile the result again).",
+                    type(original).__name__)
+        return original
+    return model
+
+
+def wrap(
+    model: nn.Module, config: TicketConfig | None = None, *, weight_scales: dict[str, float] | None = None
+) -> nn.Module:
     """Freeze ``model`` at weights drawn from ``config.seed`` and put a score mask on its targets.
 
     What ``config`` leaves open -- the targets when neither ``target_modules`` nor
     ``exclude_modules`` is set, ``scale_fan`` when it is None -- comes from ``model``'s family
-    (`lt_plugins.adapters`); the config so resolved is the one `wrap_config` returns and
-    tickets record.
+    (`lt_plugins.adapters`, recognised by class or by structure); the config so resolved is the
+    one `wrap_config` returns and tickets record.
 
     Every targeted weight is re-drawn on the CPU in float32 from a generator keyed by
-    (seed, parameter name) -- unless ``weight_init="keep"`` -- then moved to its device.
-    Every parameter of the model is frozen; the only trainable tensors afterwards are the
-    scores (`score_parameters`). The model is changed in place and returned. On any error
-    the model is left untouched.
+    (seed, parameter name) -- unless ``weight_init="keep"`` -- then moved to its device. Its
+    scale is gain/sqrt(fan_in), except for a weight its layer rescales at run time (equalized
+    learning rate: `lt_plugins.init.constructor_scale`), which keeps its constructor's scale,
+    so the wrapped model behaves like the dense one at init. ``weight_scales`` is for tickets
+    (`lt.Ticket.apply`), which record those scales. Every parameter of the model is frozen;
+    the only trainable tensors afterwards are the scores (`score_parameters`), which stay
+    float32 whatever the model is cast to. The model is changed in place and returned (for a
+    ``torch.compile``d model: its original module). On any error, KeyboardInterrupt included,
+    the model is left as it was. Tensors shared by several modules (tied weights) are refused.
 
     Example:
         >>> import lt_plugins as lt
@@ -482,41 +618,114 @@ def wrap(model: nn.Module, config: TicketConfig | None = None) -> nn.Module:
         raise TypeError(f"config must be a lt_plugins.TicketConfig, got {type(config).__name__}.")
     if not isinstance(model, nn.Module):
         raise TypeError(f"wrap() takes an nn.Module, got {type(model).__name__}.")
+    model = _compiled_original(model)
     if is_wrapped(model):
         raise ValueError(
             f"{type(model).__name__} is already wrapped with score masks. Call lt.unwrap(model) or "
             "lt.merge(model) first, or wrap a fresh instance."
         )
-    config = adapter_for(model).resolve(config)
-    targets = find_targets(model, config)
+    adapter, reason = recognise(model, config.family)
+    config = adapter.resolve(config, model)
+    plan = plan_weights(model, config, weight_scales)
+    _check_untied(model, plan)
+    _warn_normalised(model, plan)
 
+    total = sum(p.module._parameters[p.param_name].numel() for p in plan)
     # Draw everything before touching the model, so a failure leaves it as it was.
-    plan = []
-    for module_name, module, param_name in targets:
-        name = _full_name(module_name, param_name)
-        param = module._parameters[param_name]
-        fan = fan_in(module, module._parameters["weight"])
-        new_value = None
-        if config.weight_init != "keep":
-            new_value = draw_weight(
-                config.weight_init, param.shape, fan, config.seed, name, config.density, config.scale_fan
-            )
-        scores = draw_scores(config.score_init, param.shape, fan, config.seed, name)
-        plan.append((module, param_name, name, param, new_value, scores.to(param.device)))
+    drawn = []
+    for planned in plan:
+        param = planned.module._parameters[planned.param_name]
+        scores = draw_scores(config.score_init, param.shape, planned.fan, config.seed, planned.name)
+        drawn.append((planned, planned.draw(config), scores.to(param.device)))
 
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+    originals = {planned.name: planned.module._parameters[planned.param_name].detach().clone() for planned in plan}
     global_topk = _GlobalTopK(config.density) if config.scope == "global" else None
-    with torch.no_grad():
-        for module, param_name, name, param, new_value, scores in plan:
-            if new_value is not None:
-                param.copy_(new_value)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for module, param_name, name, param, new_value, scores in plan:
-        mask = ScoreMask(scores, config.density, name, global_topk)
-        parametrize.register_parametrization(module, param_name, mask, unsafe=True)
-    setattr(model, _STATE_ATTR, _WrapState(config, requires_grad))
+    try:
+        with torch.no_grad():
+            for planned, new_value, _ in drawn:
+                if new_value is not None:
+                    planned.module._parameters[planned.param_name].copy_(new_value)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for planned, _, scores in drawn:
+            mask = ScoreMask(scores, config.density, planned.name, global_topk)
+            parametrize.register_parametrization(planned.module, planned.param_name, mask, unsafe=True)
+        scales = {p.name: p.scale for p in plan if p.scale is not None}
+        setattr(model, _STATE_ATTR, _WrapState(config, requires_grad, scales))
+    except BaseException:
+        _restore(model, plan, originals, requires_grad)
+        raise
+    logger.info(
+        "lt.wrap: %s family (%s); %d tensors masked, %s weights, density %g (%s scope); weight scale: %s",
+        adapter.family, reason, len(plan), f"{total:,}", config.density, config.scope,
+        _describe_scales(config, plan),
+    )
+    if adapter.family == "torch" and config.family is None and not isinstance(model, _PLAIN_TORCH):
+        logger.warning(
+            "lt.wrap: %s is not recognised as a DCGAN, StyleGAN or UNet, so the generic defaults apply (every weight "
+            "masked, scale_fan=True, score lr 0.1). If it is one of them, say so: TicketConfig(family='stylegan' | "
+            "'unet' | 'dcgan').", type(model).__name__,
+        )
     return model
+
+
+# torch's own building blocks: the generic family is what anyone wrapping them expects.
+_PLAIN_TORCH = (nn.Linear, nn.Sequential, nn.modules.conv._ConvNd)
+
+
+def _describe_scales(config: TicketConfig, plan: list[PlannedWeight]) -> str:
+    if config.weight_init == "keep":
+        return "the model's own weights (weight_init='keep')"
+    rule = "gain/sqrt(density*fan_in)" if config.scale_fan else "gain/sqrt(fan_in)"
+    kept = [p.name for p in plan if p.scale is not None]
+    if not kept:
+        return rule
+    return (f"{rule}; {len(kept)} tensor(s) rescaled at run time keep their constructor's scale "
+            f"(e.g. {kept[0]}: {plan[[p.name for p in plan].index(kept[0])].scale})")
+
+
+def _restore(model: nn.Module, plan: list[PlannedWeight], originals: dict[str, torch.Tensor],
+             requires_grad: dict[str, bool]) -> None:
+    """Undo a `wrap` that stopped half way: parametrizations, weight values, trainability."""
+    for planned in plan:
+        if parametrize.is_parametrized(planned.module, planned.param_name):
+            parametrize.remove_parametrizations(planned.module, planned.param_name, leave_parametrized=False)
+        with torch.no_grad():
+            planned.module._parameters[planned.param_name].copy_(originals[planned.name])
+    for name, param in model.named_parameters():
+        param.requires_grad_(requires_grad.get(name, param.requires_grad))
+    if _STATE_ATTR in model.__dict__:
+        delattr(model, _STATE_ATTR)
+
+
+def wrapped_root(model: nn.Module) -> nn.Module:
+    """The module `wrap` was called on: ``model`` itself, or the first submodule that was wrapped
+    (a user's wrapper module may hold the wrapped generator anywhere inside it).
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> inner = lt.wrap(nn.Linear(4, 4))
+        >>> wrapped_root(nn.Sequential(nn.Identity(), inner)) is inner
+        True
+    """
+    for module in model.modules():
+        if _STATE_ATTR in module.__dict__:
+            return module
+    raise ValueError(
+        f"{type(model).__name__} is not wrapped and holds no wrapped module; call lt.wrap(generator, config) first."
+    )
+
+
+def weight_scales(model: nn.Module) -> dict[str, float]:
+    """Masked tensor name -> the scale its seeded draw took in place of 1/sqrt(fan_in) (see `wrap`).
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> weight_scales(lt.wrap(nn.Linear(4, 4)))
+        {}
+    """
+    return dict(getattr(wrapped_root(model), _STATE_ATTR).weight_scales)
 
 
 def wrap_config(model: nn.Module) -> TicketConfig:
@@ -530,10 +739,7 @@ def wrap_config(model: nn.Module) -> TicketConfig:
         >>> wrap_config(lt.wrap(unet, lt.TicketConfig(density=0.2))).scale_fan
         False
     """
-    state = getattr(model, _STATE_ATTR, None)
-    if state is None:
-        raise ValueError(f"{type(model).__name__} is not wrapped; call lt.wrap(model, config) first.")
-    return state.config
+    return getattr(wrapped_root(model), _STATE_ATTR).config
 
 
 def _remove_masks(model: nn.Module, keep_masked_values: bool) -> nn.Module:

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_path
 from .adapters import adapter_for
+from .generate import Generate, LatentCall, as_latent_shape
 from .init import keyed_generator
-from .masking import is_wrapped, score_parameters
+from .masking import is_wrapped, score_parameters, wrapped_root
 from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -146,6 +147,22 @@ def _asks_for_cpu(device: str | torch.device | None) -> bool:
     return _launched() and not torch.cuda.is_available()
 
 
+def _check_device_exists(device: str | torch.device | None) -> None:
+    """An explicitly requested accelerator that this machine lacks is an error, not a silent CPU run."""
+    if device is None:
+        return
+    device = torch.device(device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index is not None and device.index >= count):
+            raise ValueError(
+                f"device={str(device)!r} was asked for, but torch sees {count} CUDA device(s) here. Use "
+                "device='cpu', or device=None to take what is there."
+            )
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError("device='mps' was asked for, but MPS is not available here; use device='cpu' or None.")
+
+
 def process_state(device: str | torch.device | None = None):
     """Accelerate's state of this process (``accelerate.PartialState``), asked for ``device``
     the way `TicketSearch` asks: None is Accelerate's choice (each process's own GPU under
@@ -159,6 +176,7 @@ def process_state(device: str | torch.device | None = None):
     """
     from accelerate import PartialState
 
+    _check_device_exists(device)
     if device is not None and not _launched():
         device = torch.device(device)
         if device.type == "cuda" and device.index is not None:
@@ -195,13 +213,21 @@ class TicketSearch:
     """Find a strong lottery ticket: train the scores of a wrapped generator against an objective.
 
     Args:
-        generator: a model wrapped with `lt.wrap` (or, with ``dense=True``, an ordinary
-            model whose weights are trained instead: the baseline).
+        generator: a model wrapped with `lt.wrap`, or a module of yours that holds one anywhere
+            inside it (or, with ``dense=True``, an ordinary model whose weights are trained
+            instead: the baseline).
         objective: e.g. `lt.MomentMatching(features)`; sees real data once, then scores fakes.
-        latent_dim: size of z; latents are drawn N(0, 1) with shape (batch, latent_dim). Not
-            needed for an objective that feeds the model itself (``takes_model = True``, e.g.
-            `lt_plugins.objectives.DenoisingObjective` for UNets): the search then calls
-            ``objective(model, batch_size)`` and draws sample grids with ``objective.sample``.
+        latent_dim: size of z, shorthand for ``latent_shape=(latent_dim,)``.
+        latent_shape: shape of one latent; latents are drawn N(0, 1) with shape (batch, *latent_shape),
+            e.g. ``(100, 1, 1)`` for a DCGAN that takes (N, 100, 1, 1). Default: what the model's family
+            can tell (``z_dim`` of a StyleGAN, ``nz`` of ours). Not needed for an objective that feeds
+            the model itself (``takes_model = True``, e.g. `lt_plugins.objectives.DenoisingObjective`
+            for UNets): the search then calls ``objective(model, batch_size)`` and draws sample grids
+            with ``objective.sample``.
+        generate: ``generate(model, z)`` -> images in [-1, 1], used for every forward of the search,
+            the sample grids and the ticket's metrics; default ``model(z)``. E.g.
+            ``lambda G, z: G(z, None, noise_mode="const")`` for StyleGAN2-ADA's ``G(z, c)``. A
+            ``"package.module:function"`` path works too and is recorded in the ticket.
         batch_size: latents per step per process (the global batch is this × processes;
             use ``batch_size // processes`` to keep a single-process run's global batch).
         lr: Adam learning rate (default: the generator's family's ``search_lr`` for scores or
@@ -244,6 +270,8 @@ class TicketSearch:
         objective: Objective,
         latent_dim: int | None = None,
         *,
+        latent_shape: tuple[int, ...] | int | None = None,
+        generate: Generate | str | None = None,
         batch_size: int = 64,
         lr: float | None = None,
         betas: tuple[float, float] = (0.5, 0.999),
@@ -265,20 +293,26 @@ class TicketSearch:
                 f"{'a wrapped' if dense else 'an unwrapped'} generator with dense={dense}."
             )
         self.takes_model = bool(getattr(objective, "takes_model", False))
-        sizes = {"latent_dim": latent_dim, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "n_samples": n_samples}
-        if self.takes_model and latent_dim is None:
-            del sizes["latent_dim"]
-        for name, value in sizes.items():
-            if not isinstance(value, int) or value < 1:
+        for name, value in {"batch_size": batch_size, "checkpoint_every": checkpoint_every, "n_samples": n_samples}.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TicketSearch({name}={value!r}) must be a positive integer.")
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an lt_plugins Objective (e.g. lt.MomentMatching), got {type(objective).__name__}.")
+        family_model = generator if dense else wrapped_root(generator)
+        adapter = adapter_for(family_model)
+        shape = as_latent_shape(latent_shape, latent_dim)
+        if shape is None and not self.takes_model:
+            shape = adapter.latent_shape(family_model)
+            if shape is None:
+                raise ValueError(
+                    f"TicketSearch cannot tell the shape of the latents {type(family_model).__name__} takes; pass "
+                    "latent_dim=z_dim, or latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1)."
+                )
+        self.call = LatentCall(shape, generate) if shape is not None else None
         self.generator = generator
         self.objective = objective
-        self.latent_dim = latent_dim
         self.batch_size = batch_size
         if lr is None:
-            adapter = adapter_for(generator)
             lr = adapter.dense_lr if dense else adapter.search_lr
         self.lr = lr
         self.betas = betas
@@ -295,17 +329,28 @@ class TicketSearch:
         self.result = SearchResult()
 
     @property
+    def latent_shape(self) -> tuple[int, ...] | None:
+        """Shape of one latent (None for an objective that feeds the model itself)."""
+        return self.call.latent_shape if self.call is not None else None
+
+    @property
+    def latent_dim(self) -> int | None:
+        """Width of a flat latent (None when latents are not flat)."""
+        shape = self.latent_shape
+        return shape[0] if shape is not None and len(shape) == 1 else None
+
+    @property
     def checkpoint_path(self) -> Path | None:
         return self.output_dir / CHECKPOINT_NAME if self.output_dir is not None else None
 
     def latents(self, step: int, batch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
         """This process's slice of the global latent batch of ``step`` (CPU, float32)."""
         gen = keyed_generator(self.seed, "latent", str(step))
-        return torch.randn(batch * world_size, self.latent_dim, generator=gen)[rank * batch : (rank + 1) * batch]
+        return self.call.latents(batch * world_size, gen)[rank * batch : (rank + 1) * batch]
 
     def sample_latents(self) -> torch.Tensor:
         """The fixed latents of the sample grids."""
-        return torch.randn(self.n_samples, self.latent_dim, generator=keyed_generator(self.seed, "latent", "samples"))
+        return self.call.latents(self.n_samples, keyed_generator(self.seed, "latent", "samples"))
 
     @torch.no_grad()
     def sample(self, model: nn.Module | None = None, device: torch.device | None = None) -> torch.Tensor:
@@ -316,7 +361,7 @@ class TicketSearch:
             if self.takes_model:
                 images = self.objective.sample(model, self.n_samples, keyed_generator(self.seed, "latent", "samples"))
             else:
-                images = model(self.sample_latents().to(device))
+                images = self.call(model, self.sample_latents().to(device))
         return images
 
     def _trainable(self) -> list[nn.Parameter]:
@@ -433,7 +478,7 @@ class TicketSearch:
                             loss = self.objective(ddp_model, self.batch_size)
                         else:
                             z = self.latents(step, self.batch_size, rank, world_size).to(accelerator.device)
-                            loss = self.objective(ddp_model(z))
+                            loss = self.objective(self.call(ddp_model, z))
                     finite = sum_over_processes_(torch.isfinite(loss.detach()).float())
                     if int(finite) != world_size:
                         last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
@@ -444,6 +489,7 @@ class TicketSearch:
                         )
                     optimizer.zero_grad(set_to_none=True)
                     accelerator.backward(loss)
+                    self._check_gradients(optimizer, step)
                     optimizer.step()
                     scheduler.step()
                     value = float(loss.detach())
@@ -472,11 +518,24 @@ class TicketSearch:
             return model
         from .ticket import Ticket
 
-        return Ticket.from_model(model, objective=self.objective.describe(), samples=samples)
+        return Ticket.from_model(wrapped_root(model), objective=self.objective.describe(), samples=samples,
+                                 call=self.call)
+
+    def _check_gradients(self, optimizer: torch.optim.Optimizer, step: int) -> None:
+        """A non-finite gradient would make non-finite scores (and drop weights from the mask): stop before the step."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+            last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
+            raise NonFiniteLossError(
+                f"The gradient of the scores is NaN or infinite at step {step} although the loss is finite; the "
+                "step was not applied, so the scores stay finite. "
+                + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
+                + "lower lr, or check the generator for operations with unbounded gradients."
+            )
 
     def _check_shapes(self, model: nn.Module, real: torch.Tensor, device: torch.device) -> None:
         with torch.no_grad(), _eval_mode(model):
-            fake = model(torch.zeros(2, self.latent_dim, device=device))
+            fake = self.call.check(model, device)
         if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
             raise ValueError(
                 f"The generator makes images of shape {tuple(fake.shape[1:])} but the real images are "

@@ -48,8 +48,10 @@ from .adapters.base import class_path
 from ._io import set_default_mode
 from .base_model import BaseModel, ticket_base
 from .config import TicketConfig
-from .init import draw_weight, fan_in, fingerprint
-from .masking import ScoreMask, find_targets, is_wrapped, unwrap, wrap, wrap_config
+from .generate import LatentCall
+from .init import fingerprint
+from .masking import ScoreMask, find_targets, is_wrapped, plan_weights, unwrap, weight_scales, wrap, wrap_config
+from .masking import wrapped_root
 from .masking import masks as current_masks
 from .masking import merge as merge_masks
 
@@ -385,6 +387,9 @@ def _parse_targets(data: dict) -> list[dict[str, Any]]:
             raise _fail(f"{where}.'shape'", f"must list non-negative integers, got {shape!r}.")
         kept = _get(t, "kept", int, f"{where}.")
         fp = _get(t, "fingerprint", str, f"{where}.")
+        scale = t.get("weight_scale")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 1e12):
+            raise _fail(f"{where}.'weight_scale'", f"must be a positive number, got {str(scale)[:40]!r}.")
         if not isinstance(getattr(torch, str(_get(t, "dtype", str, f"{where}.")), None), torch.dtype):
             raise _fail(f"{where}.'dtype'", f"is not a torch dtype name: {t['dtype']!r}.")
         if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
@@ -395,6 +400,22 @@ def _parse_targets(data: dict) -> list[dict[str, Any]]:
             raise _fail(f"{where}.'kept'", f"is {kept}, outside 0..{math.prod(shape)}.")
         seen.add(name)
     return targets
+
+
+def _parse_call(data: dict) -> LatentCall | None:
+    """The recorded ``generator_call`` (latent shape, importable generate path), if any."""
+    call = data.get("generator_call")
+    if call is None:
+        return None
+    if not isinstance(call, dict) or not isinstance(call.get("latent_shape"), list):
+        raise _fail("'generator_call'", "must be an object with a 'latent_shape' list.")
+    generate = call.get("generate")
+    if generate is not None and not isinstance(generate, str):
+        raise _fail("'generator_call'.'generate'", "must be a 'module:function' string or null.")
+    try:
+        return LatentCall(tuple(call["latent_shape"]), generate)
+    except (TypeError, ValueError) as err:
+        raise _fail("'generator_call'", f"is invalid: {err}") from err
 
 
 def _parse_base(data: dict) -> BaseModel | None:
@@ -481,6 +502,8 @@ class Ticket:
         created_with: dict[str, str] | None = None,
         weight_dtypes: dict[str, str] | None = None,
         base: BaseModel | None = None,
+        weight_scales: dict[str, float] | None = None,
+        call: LatentCall | None = None,
     ) -> None:
         try:
             self.spec = check_spec(spec)
@@ -502,6 +525,9 @@ class Ticket:
         self.created_with = dict(created_with) if created_with else _environment()
         # The dtype each masked weight had: fingerprints are of values in that dtype.
         self.weight_dtypes = {name: "float32" for name in self.masks} | dict(weight_dtypes or {})
+        # The scales seeded draws took in place of 1/sqrt(fan_in) (layers that rescale at run time).
+        self.weight_scales = {name: float(v) for name, v in (weight_scales or {}).items()}
+        self.call = call  # how the generator is called (latent shape, generate), when the search knew it
         self.path: Path | None = None  # the folder it was loaded from, if any
         self._validate()
 
@@ -509,6 +535,9 @@ class Ticket:
         if not self.masks:
             raise TicketError("A ticket needs at least one mask.")
         _check_names("Masked tensors and fingerprints", set(self.fingerprints), set(self.masks), "the masks")
+        unknown = sorted(set(self.weight_scales) - set(self.masks))
+        if unknown or not all(math.isfinite(v) and v > 0 for v in self.weight_scales.values()):
+            raise TicketError(f"Weight scales must be positive numbers for masked tensors; got {unknown[:5] or self.weight_scales}.")
         clash = sorted(set(self.remainder) & set(self.masks))
         if clash:
             raise TicketError(f"{clash[:5]} are both masked and stored as dense values; a tensor is one or the other.")
@@ -574,11 +603,14 @@ class Ticket:
         samples: Any = None,
         portable: bool = False,
         base: str | BaseModel | None = None,
+        call: LatentCall | None = None,
     ) -> Ticket:
         """The ticket a wrapped model currently holds (its masks, seed, config and dense remainder).
 
         Args:
-            model: a model wrapped with `lt_plugins.wrap`.
+            model: a model wrapped with `lt_plugins.wrap`, or a module holding one (the wrapped one is taken).
+            call: how the generator is called (`lt_plugins.generate.LatentCall`: latent shape and
+                generate function); recorded so that sampling needs neither again. `TicketSearch` passes it.
             base: for a model wrapped with ``weight_init="keep"``, the Hub repo its pretrained
                 weights came from: a repo id or a `BaseModel` (repo id, revision, subfolder).
                 Default: the repo the model names itself (diffusers ``from_pretrained`` records
@@ -598,8 +630,9 @@ class Ticket:
             >>> ticket.config.seed, int(ticket.masks["weight"].sum())
             (3, 16)
         """
+        model = wrapped_root(model)
         config = wrap_config(model)
-        adapter = adapter_for(model)
+        adapter = adapter_for(model, config.family)
         if config.weight_init == "keep":  # a seed ticket given a base is refused by the constructor
             try:
                 base = ticket_base(base, adapter.base_repo(model))
@@ -626,6 +659,8 @@ class Ticket:
             samples=samples,
             weight_dtypes=dtypes,
             base=base,
+            weight_scales=weight_scales(model),
+            call=call,
         )
 
     # -- save / load --------------------------------------------------------------------------
@@ -654,9 +689,11 @@ class Ticket:
                     "dtype": self.weight_dtypes[name],
                     "kept": int(mask.sum()),
                     "fingerprint": self.fingerprints[name],
+                    **({"weight_scale": self.weight_scales[name]} if name in self.weight_scales else {}),
                 }
                 for name, mask in self.masks.items()
             ],
+            "generator_call": self.call.describe() if self.call is not None else None,
             "remainder": {"file": REMAINDER_NAME, "tensors": len(self.remainder)},
             "kept_weights": {"file": KEPT_NAME} if self.portable else None,
             "files": {name: _file_entry(data) for name, data in files.items()},
@@ -779,6 +816,8 @@ class Ticket:
             created_with={str(k): str(v) for k, v in created_with.items()},
             weight_dtypes={t["name"]: t["dtype"] for t in targets},
             base=base,
+            weight_scales={t["name"]: t["weight_scale"] for t in targets if "weight_scale" in t},
+            call=_parse_call(data),
         )
 
     def push_to_hub(
@@ -881,11 +920,12 @@ class Ticket:
             raise TicketError(
                 f"{type(model).__name__} is already wrapped with masks; pass a fresh instance (or lt.unwrap it first)."
             )
-        adapter = adapter_for(model)
-        if adapter.family != self.spec["family"]:
+        adapter = get_adapter(self.spec["family"])
+        natural = adapter_for(model, self.config.family)
+        if natural.family != adapter.family:
             raise TicketError(
                 f"This ticket is for a {self.spec['family']} model ({self.spec['class']}); got "
-                f"{class_path(model)} ({adapter.family} family)."
+                f"{class_path(model)} ({natural.family} family)."
             )
         diffs = adapter.differences(self.spec, model)
         if diffs:
@@ -922,18 +962,12 @@ class Ticket:
                     raise TicketError(f"{name!r} is not a floating tensor in this model; it cannot take kept weights.")
 
         mismatched = []
-        for name, (module, p) in params.items():
-            param = module._parameters[p]
-            if self.config.weight_init == "keep":
-                here = fingerprint(param)
-            else:
-                drawn = draw_weight(
-                    self.config.weight_init, param.shape, fan_in(module, module._parameters["weight"]),
-                    self.config.seed, name, self.config.density, self.config.scale_fan,
-                )
-                here = fingerprint(drawn.to(param.dtype))
-            if here != self.fingerprints[name]:
-                mismatched.append((name, here))
+        for planned in plan_weights(model, self.config, self.weight_scales):
+            param = planned.module._parameters[planned.param_name]
+            drawn = planned.draw(self.config)
+            here = fingerprint(param if drawn is None else drawn.to(param.dtype))
+            if here != self.fingerprints[planned.name]:
+                mismatched.append((planned.name, here))
         if mismatched and self.kept_weights is None:
             raise TicketError(self._fingerprint_message(mismatched, len(params)))
         if mismatched:
@@ -995,7 +1029,7 @@ class Ticket:
         )
 
     def _load_into(self, model: nn.Module, mismatched: set[str]) -> None:
-        wrap(model, self.config)
+        wrap(model, self.config, weight_scales=self.weight_scales)
         entries = _masked_entries(model)
         with torch.no_grad():
             for name, (module, param_name, _, index) in entries.items():

@@ -1,7 +1,8 @@
 """Model families: which modules each family masks by default, and how to rebuild a model from its spec.
 
 A registry in the manner of timm's: one file per family, each registering an `Adapter`.
-Families are tried in registration order; ``torch`` (any nn.Module) comes last.
+A model's family is the one that owns its class, else the first whose structure it has
+(`recognise`); ``torch`` (any nn.Module) is the fallback.
 
 Example:
     >>> from lt_plugins.adapters import adapter_for, build_model
@@ -11,11 +12,10 @@ Example:
     ('dcgan', 16)
 """
 
-from ._registry import adapter_for, build_model, check_spec, get_adapter, list_adapters, register_adapter
+from ._registry import adapter_for, build_model, check_spec, get_adapter, list_adapters, recognise, register_adapter
 from .base import Adapter
 
-# Registration order is the order families are tried.
-from . import dcgan, stylegan, diffusers, timm, torch_generic  # noqa: E402,F401  isort:skip
+from . import dcgan, diffusers, stylegan, timm, torch_generic, unet  # noqa: E402,F401  isort:skip
 
 __all__ = [
     "Adapter",
@@ -24,5 +24,6 @@ __all__ = [
     "check_spec",
     "get_adapter",
     "list_adapters",
+    "recognise",
     "register_adapter",
 ]

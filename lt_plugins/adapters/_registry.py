@@ -34,7 +34,7 @@ def register_adapter(cls: A) -> A:
 
 
 def list_adapters() -> list[str]:
-    """Registered family names, in the order they are tried (the generic fallback last).
+    """Registered family names (the generic fallback last).
 
     Example:
         >>> list_adapters()[-1]
@@ -56,20 +56,43 @@ def get_adapter(family: str) -> Adapter:
         raise ValueError(f"Unknown model family {family!r}; known families: {list_adapters()}.") from None
 
 
-def adapter_for(model: nn.Module) -> Adapter:
-    """The adapter of the first family that claims ``model`` (any nn.Module falls back to 'torch').
+def recognise(model: nn.Module, family: str | None = None) -> tuple[Adapter, str]:
+    """(adapter, why): the family of ``model`` and how it was recognised.
+
+    ``family`` forces one by name. Otherwise a family that owns the model's class wins; then
+    the structural rules of every family, in their ``structure_rank`` order (StyleGAN: mapping +
+    synthesis networks or modulated convolutions; UNet: ``forward(x, t)`` with a time embedding;
+    DCGAN: a transposed-convolution stack); then the generic ``torch`` family. Registration order
+    never decides.
+
+    Example:
+        >>> from torch import nn
+        >>> recognise(nn.Sequential(nn.ConvTranspose2d(8, 4, 4), nn.ConvTranspose2d(4, 1, 4)))[0].family
+        'dcgan'
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"recognise() takes an nn.Module, got {type(model).__name__}.")
+    if family is not None:
+        return get_adapter(family), "TicketConfig(family=...)"
+    for adapter in _ADAPTERS.values():
+        if adapter.owns(model):
+            return adapter, f"class {type(model).__name__}"
+    for adapter in sorted(_ADAPTERS.values(), key=lambda a: a.structure_rank):
+        reason = adapter.resembles(model)
+        if reason:
+            return adapter, reason
+    return _ADAPTERS[_FALLBACK], "no family recognised: generic defaults"
+
+
+def adapter_for(model: nn.Module, family: str | None = None) -> Adapter:
+    """The adapter of ``model``'s family (see `recognise`; any nn.Module falls back to 'torch').
 
     Example:
         >>> from torch import nn
         >>> adapter_for(nn.Linear(2, 2)).family
         'torch'
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"adapter_for() takes an nn.Module, got {type(model).__name__}.")
-    for family in list_adapters():
-        if _ADAPTERS[family].matches(model):
-            return _ADAPTERS[family]
-    raise ValueError(f"No adapter claims {type(model).__name__}; registered families: {list_adapters()}.")
+    return recognise(model, family)[0]
 
 
 def check_spec(spec: Any) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class DiffusersUNetAdapter(Adapter):
     search_lr = 3e-3
     dense_lr = 1e-3
 
-    def matches(self, model: nn.Module) -> bool:
+    def owns(self, model: nn.Module) -> bool:
         return _diffusers_class(model) is not None
 
     def spec(self, model: nn.Module) -> dict[str, Any]:

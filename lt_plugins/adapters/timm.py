@@ -49,7 +49,7 @@ class TimmAdapter(Adapter):
 
     family = "timm"
 
-    def matches(self, model: nn.Module) -> bool:
+    def owns(self, model: nn.Module) -> bool:
         return _architecture(model) is not None
 
     def spec(self, model: nn.Module) -> dict[str, Any]:
