@@ -27,55 +27,16 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from byog_persistence import persistent_class
 from torch import nn
 
 SQRT2 = math.sqrt(2)
-
-
-# --------------------------------------------------------------------------------------------
-# The decorator of the official networks: a subclass made inside a function, recording its
-# constructor's arguments.
-# --------------------------------------------------------------------------------------------
-
-
-def persistent_class(cls: type) -> type:
-    """Return a subclass of ``cls`` that records its constructor arguments, as the official
-    StyleGAN2-ADA code's ``persistence.persistent_class`` does.
-
-    The subclass is defined inside this function, so its ``__qualname__`` holds ``<locals>``
-    and it cannot be imported by name; its ``__name__`` is the decorated class's. Instances keep
-    ``init_args`` and ``init_kwargs`` (copies of what ``__init__`` was called with).
-
-    Example:
-        >>> Linear = persistent_class(nn.Linear)
-        >>> layer = Linear(2, 3, bias=False)
-        >>> Linear.__name__, "<locals>" in Linear.__qualname__, layer.init_args, layer.init_kwargs
-        ('Linear', True, (2, 3), {'bias': False})
-    """
-
-    class Persistent(cls):  # type: ignore[valid-type, misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._recorded_args = copy.deepcopy(args)
-            self._recorded_kwargs = copy.deepcopy(kwargs)
-
-        @property
-        def init_args(self) -> tuple:
-            return copy.deepcopy(self._recorded_args)
-
-        @property
-        def init_kwargs(self) -> dict[str, Any]:
-            return copy.deepcopy(self._recorded_kwargs)
-
-    Persistent.__name__ = cls.__name__
-    Persistent.__doc__ = cls.__doc__
-    return Persistent
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +244,8 @@ class EqualizedStyleGAN2(nn.Module):
         >>> G = EqualizedStyleGAN2(z_dim=16, w_dim=16, img_resolution=8)
         >>> G.init_kwargs, tuple(G(torch.randn(3, 16), None).shape)
         ({'z_dim': 16, 'w_dim': 16, 'img_resolution': 8}, (3, 1, 8, 8))
+        >>> type(G).__qualname__, 80 < float(G.mapping.fc0.weight.detach().std()) < 120, G.mapping.fc0.weight_gain
+        ('persistent_class.<locals>.Persistent', True, 0.0025)
     """
 
     def __init__(self, z_dim: int = 32, c_dim: int = 0, w_dim: int = 32, img_resolution: int = 32, img_channels: int = 1,
@@ -499,6 +462,10 @@ class TutorialDCGAN(nn.Module):
         >>> G = TutorialDCGAN(nz=8, ngf=4, nc=1, image_size=16)
         >>> tuple(G(torch.randn(2, 8, 1, 1)).shape)
         (2, 1, 16, 16)
+        >>> G(torch.randn(2, 8))
+        Traceback (most recent call last):
+        ...
+        RuntimeError: Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got input of size: [2, 8]
     """
 
     def __init__(self, nz: int = 100, ngf: int = 32, nc: int = 1, image_size: int = 32) -> None:
@@ -623,6 +590,10 @@ class TinyUNet(nn.Module):
         >>> unet = TinyUNet(dim=8, dim_mults=(1, 2))
         >>> tuple(unet(torch.randn(3, 1, 16, 16), torch.randint(0, 1000, (3,))).shape)
         (3, 1, 16, 16)
+        >>> unet(torch.randn(1, 1, 16, 16), torch.tensor(5))  # t must have shape (N,)
+        Traceback (most recent call last):
+        ...
+        IndexError: too many indices for tensor of dimension 0
     """
 
     def __init__(self, dim: int = 8, dim_mults: Sequence[int] = (1, 2, 2), channels: int = 1, groups: int = 4,
@@ -729,3 +700,32 @@ def p_sample_loop(unet: nn.Module, betas: torch.Tensor, shape: Sequence[int], ge
         noise = torch.randn(*shape, generator=generator).to(device) if i > 0 else torch.zeros(shape, device=device)
         x = (mean + posterior_var[i].sqrt() * noise.double()).float()
     return x.clamp(-1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# How each generator above is called: one table for tests and benchmarks/byog.py
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pattern:
+    """A fixture generator with what a search needs to call it: ``generate(G, z)`` on latents of
+    shape ``(N, *latent_shape)``, returning images (UNets: see `TinyUNet`). `GENERATORS` holds the
+    three generator patterns at their default (MNIST 32x32) sizes.
+
+    Example:
+        >>> [tuple(p.generate(p.build(), torch.randn(2, *p.latent_shape)).shape) for p in GENERATORS]
+        [(2, 1, 32, 32), (2, 1, 32, 32), (2, 1, 32, 32)]
+    """
+
+    name: str
+    build: Callable[[], nn.Module]
+    latent_shape: tuple[int, ...]
+    generate: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+GENERATORS = [
+    Pattern("stylegan2-ada", EqualizedStyleGAN2, (32,), lambda G, z: G(z, None, noise_mode="const")),
+    Pattern("stylegan2-5d", Rosinality5DStyleGAN2, (32,), lambda G, z: G([z], randomize_noise=False)[0]),
+    Pattern("dcgan-tutorial", make_tutorial_dcgan, (100, 1, 1), lambda G, z: G(z)),
+]
