@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, Sequence
 
 import torch
@@ -50,9 +51,9 @@ def ddim_scheduler(scheduler: Any = None, *, timestep_spacing: str = DEFAULT_SPA
 
 def sample_shape_of(unet: Any, sample_shape: Sequence[int] | None = None, *,
                     default: Sequence[int] | None = None) -> tuple[int, int, int]:
-    """(channels, height, width) of the samples ``unet`` denoises: ``sample_shape`` when given, else read from
-    a diffusers config (``in_channels``, ``sample_size``; when both exist they must agree), else ``default``
-    (e.g. the training images' shape).
+    """(channels, height, width) of the samples ``unet`` denoises: read from its diffusers config
+    (``in_channels``, ``sample_size``) when it has one, else ``sample_shape``, else ``default`` (e.g. the
+    training images' shape). A ``sample_shape`` given with a config must agree with it.
 
     Example:
         >>> from diffusers import UNet2DModel
@@ -89,9 +90,9 @@ def _checked_shape(shape: Any) -> tuple[int, int, int]:
         values = tuple(shape)
     except TypeError:
         values = ()
-    if len(values) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+    if len(values) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values):
         raise ValueError(f"sample_shape={shape!r} must be three positive integers (channels, height, width).")
-    return values  # type: ignore[return-value]
+    return tuple(int(v) for v in values)  # type: ignore[return-value]
 
 
 def denoise(unet: Callable[..., Any], noise: torch.Tensor, scheduler: Any, steps: int) -> torch.Tensor:
