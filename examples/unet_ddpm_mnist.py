@@ -4,8 +4,8 @@ The UNet's weights (convolutions, attention projections, time embedding) are dra
 seed and frozen; a score per weight is trained so that the top `--density` of each layer,
 alone, predicts the noise a diffusers DDPMScheduler added to real digits. Optionally
 (`--moment-weight`), feature moments of few-step DDIM samples are matched too. The ticket is
-saved, optionally pushed to the Hub, rebuilt from disk, and sampled with diffusers'
-DDIMPipeline; FD of DDIM samples is measured with a feature network trained from another seed.
+saved, optionally pushed to the Hub, rebuilt from disk, and sampled with DDIM (the images of
+diffusers' DDIMPipeline); FD of DDIM samples is measured with a feature network trained from another seed.
 
     python examples/unet_ddpm_mnist.py                      # a few minutes on a laptop CPU
     python examples/unet_ddpm_mnist.py --density 0.3 --moment-weight 0.1 --out out/unet30
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> float:
         print(f"pushed: {ticket.push_to_hub(args.push).commit_url}")
 
     rebuilt = lt.Ticket.from_pretrained(out / "ticket").apply().to(args.device)  # a UNet2DModel, from the ticket's spec
-    images = sample(rebuilt, 64, steps=args.sample_steps, generator=0, scheduler=scheduler)  # diffusers' DDIMPipeline
+    images = sample(rebuilt, 64, steps=args.sample_steps, generator=0, scheduler=scheduler)  # = diffusers' DDIMPipeline
     save_image(images, out / "samples.png", normalize=True, value_range=(-1, 1))
     print(f"FD random init {fd_random:.2f} -> ticket ({lt.density(unet).overall:.0%} of weights) {fd:.2f}  "
           f"[{args.eval_samples} {args.sample_steps}-step DDIM samples vs {args.eval_samples} real, "

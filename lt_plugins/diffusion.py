@@ -1,9 +1,13 @@
-"""Sampling diffusers UNets with a DDIM scheduler: through `DDIMPipeline`, or as a differentiable generator.
+"""Sampling diffusion UNets with a DDIM scheduler: seeded sample batches, or a differentiable generator.
 
+Any ``unet(x_t, t)`` works -- a diffusers ``UNet2DModel`` or a model of your own whose
+``forward(x, t)`` takes integer timesteps of shape (N,) and returns the predicted noise (a tensor
+or an object with ``.sample``); one without a diffusers config says its ``sample_shape=(C, H, W)``.
 DDIM with ``eta = 0`` is deterministic: a fixed map from the starting noise ``x_T`` to an
 image. So a UNet plus a few DDIM steps *is* a generator ``G(z)``, and `DDIMGenerator` makes it
 one -- the metrics, sample grids and moment matching then treat a diffusion model like any
-other generator. `sample` runs the very same loop through diffusers' own ``DDIMPipeline``.
+other generator. `sample` runs the same loop (`denoise`); for a diffusers UNet its images are
+those of diffusers' own ``DDIMPipeline``.
 
 Example:
     >>> import torch
@@ -18,7 +22,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+import numbers
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -44,24 +49,50 @@ def ddim_scheduler(scheduler: Any = None, *, timestep_spacing: str = DEFAULT_SPA
     return DDIMScheduler.from_config(base.config, timestep_spacing=timestep_spacing)
 
 
-def image_shape_of(unet: nn.Module) -> tuple[int, int, int]:
-    """(channels, height, width) of the images a diffusers UNet makes, read from its config.
+def sample_shape_of(unet: Any, sample_shape: Sequence[int] | None = None, *,
+                    default: Sequence[int] | None = None) -> tuple[int, int, int]:
+    """(channels, height, width) of the samples ``unet`` denoises: read from its diffusers config
+    (``in_channels``, ``sample_size``) when it has one, else ``sample_shape``, else ``default`` (e.g. the
+    training images' shape). A ``sample_shape`` given with a config must agree with it.
 
     Example:
         >>> from diffusers import UNet2DModel
-        >>> image_shape_of(UNet2DModel(sample_size=16, in_channels=3, block_out_channels=(8, 8), norm_num_groups=4,
-        ...                         down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2))
+        >>> sample_shape_of(UNet2DModel(sample_size=16, in_channels=3, block_out_channels=(8, 8), norm_num_groups=4,
+        ...                             down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2))
         (3, 16, 16)
+        >>> sample_shape_of(lambda x_t, t: x_t, sample_shape=(1, 32, 32))
+        (1, 32, 32)
     """
+    given = _checked_shape(sample_shape) if sample_shape is not None else None
     config = getattr(getattr(unet, "module", unet), "config", None)  # through DDP
-    if config is None or not hasattr(config, "sample_size") or not hasattr(config, "in_channels"):
+    if config is not None and hasattr(config, "sample_size") and hasattr(config, "in_channels"):
+        size = config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        configured = (int(config.in_channels), int(height), int(width))
+        if given is not None and given != configured:
+            raise ValueError(
+                f"sample_shape={given} disagrees with the UNet's config, which makes {configured} (in_channels, "
+                "sample_size); leave sample_shape out for a diffusers UNet, or give the one its config says."
+            )
+        return configured
+    if given is None and default is not None:
+        return _checked_shape(tuple(default))
+    if given is None:
         raise ValueError(
-            f"{type(unet).__name__} has no diffusers config with sample_size and in_channels; pass "
-            "image_shape=(channels, height, width) to say what images it makes."
+            f"{type(getattr(unet, 'module', unet)).__name__} has no diffusers config (in_channels, sample_size), so "
+            "the shape of its samples is unknown; pass sample_shape=(channels, height, width), e.g. (1, 32, 32)."
         )
-    size = config.sample_size
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    return int(config.in_channels), int(height), int(width)
+    return given
+
+
+def _checked_shape(shape: Any) -> tuple[int, int, int]:
+    try:
+        values = tuple(shape)
+    except TypeError:
+        values = ()
+    if len(values) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ValueError(f"sample_shape={shape!r} must be three positive integers (channels, height, width).")
+    return tuple(int(v) for v in values)  # type: ignore[return-value]
 
 
 def denoise(unet: Callable[..., Any], noise: torch.Tensor, scheduler: Any, steps: int) -> torch.Tensor:
@@ -69,7 +100,8 @@ def denoise(unet: Callable[..., Any], noise: torch.Tensor, scheduler: Any, steps
 
     The loop of diffusers' ``DDIMPipeline``, without ``torch.no_grad``: call it under
     ``torch.no_grad()`` to sample, or with gradients to train through the sampler. ``unet``
-    is called as ``unet(x_t, t)`` and may return a tensor or an object with ``.sample``.
+    is called as ``unet(x_t, t)`` with integer timesteps ``t`` of shape (N,) (as in training) and
+    may return a tensor or an object with ``.sample``.
 
     Example:
         >>> predict_no_noise = lambda x_t, t: torch.zeros_like(x_t)
@@ -82,7 +114,7 @@ def denoise(unet: Callable[..., Any], noise: torch.Tensor, scheduler: Any, steps
     x = noise
     scheduler.set_timesteps(steps, device=x.device)
     for t in scheduler.timesteps:
-        out = unet(x, t)
+        out = unet(x, t.expand(x.shape[0]))
         x = scheduler.step(getattr(out, "sample", out), t, x).prev_sample
     return x.clamp(-1, 1)
 
@@ -96,10 +128,12 @@ class DDIMGenerator(nn.Module):
     ``lt_plugins.metrics.evaluate(DDIMGenerator(unet), ..., latent_dim=g.latent_dim)``.
 
     Args:
-        unet: a diffusers ``UNet2DModel`` (wrapped or not), or any ``unet(x_t, t)`` with ``image_shape``.
+        unet: a diffusers ``UNet2DModel`` (wrapped or not), or any ``unet(x_t, t)`` (t of shape (N,))
+            with ``sample_shape``.
         scheduler: the scheduler it was trained with (its noise schedule is reused), or a DDIM one.
         steps: DDIM steps per sample.
-        image_shape: (C, H, W); default from the UNet's config.
+        image_shape: the former name of ``sample_shape``; still accepted.
+        sample_shape: (C, H, W); default from the UNet's config (`sample_shape_of`).
 
     Example:
         >>> from diffusers import UNet2DModel
@@ -108,27 +142,40 @@ class DDIMGenerator(nn.Module):
         >>> gen = DDIMGenerator(unet, steps=2)
         >>> gen.latent_dim, tuple(gen(torch.randn(3, gen.latent_dim)).shape)
         (64, (3, 1, 8, 8))
+        >>> gen = DDIMGenerator(lambda x_t, t: x_t * 0 + t.view(-1, 1, 1, 1) / 1000, steps=2, sample_shape=(1, 2, 2))
+        >>> tuple(gen(torch.randn(3, 4)).shape)
+        (3, 1, 2, 2)
     """
 
     def __init__(
         self,
-        unet: nn.Module,
+        unet: Callable[..., Any],
         scheduler: Any = None,
         steps: int = DEFAULT_SAMPLE_STEPS,
-        image_shape: tuple[int, int, int] | None = None,
+        image_shape: Sequence[int] | None = None,
+        *,
+        sample_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        if image_shape is not None and sample_shape is not None and tuple(image_shape) != tuple(sample_shape):
+            raise ValueError(f"image_shape={tuple(image_shape)} and sample_shape={tuple(sample_shape)} disagree; "
+                             "give only sample_shape.")
         self.unet = unet
         self.scheduler = ddim_scheduler(scheduler) if not _is_ddim(scheduler) else scheduler
         self.steps = steps
-        self.image_shape = tuple(image_shape) if image_shape is not None else image_shape_of(unet)
+        self.sample_shape = sample_shape_of(unet, sample_shape if sample_shape is not None else image_shape)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The former name of `sample_shape`."""
+        return self.sample_shape
 
     @property
     def latent_dim(self) -> int:
-        return math.prod(self.image_shape)
+        return math.prod(self.sample_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return denoise(self.unet, z.reshape(z.shape[0], *self.image_shape), self.scheduler, self.steps)
+        return denoise(self.unet, z.reshape(z.shape[0], *self.sample_shape), self.scheduler, self.steps)
 
 
 def _is_ddim(scheduler: Any) -> bool:
@@ -136,7 +183,8 @@ def _is_ddim(scheduler: Any) -> bool:
 
 
 def pipeline(unet: nn.Module, scheduler: Any = None):
-    """A diffusers ``DDIMPipeline`` around ``unet`` (wrapped or merged), with the DDIM schedule of `ddim_scheduler`.
+    """A diffusers ``DDIMPipeline`` around a diffusers ``unet`` (wrapped or merged), with the DDIM schedule of
+    `ddim_scheduler`. `sample` runs the same loop for any ``unet(x_t, t)``.
 
     Example:
         >>> from diffusers import UNet2DModel
@@ -161,13 +209,17 @@ def sample(
     generator: torch.Generator | int = 0,
     scheduler: Any = None,
     batch_size: int = 256,
+    sample_shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """``n`` images (N, C, H, W) in [-1, 1] from ``unet`` through diffusers' ``DDIMPipeline``.
+    """``n`` images (N, C, H, W) in [-1, 1] from ``unet`` with ``steps`` DDIM steps (`denoise`, under ``no_grad``).
 
-    Seeded: ``generator`` is a CPU ``torch.Generator`` or a seed for one; the noise is drawn
-    on the CPU (as diffusers' ``randn_tensor`` does), so every device starts from the same
-    ``x_T``, and the result equals ``DDIMGenerator(unet, scheduler, steps)(z)`` for that noise.
-    The UNet runs in eval mode and gets its mode back.
+    ``unet`` is a diffusers UNet or any ``unet(x_t, t)`` module (give ``sample_shape`` when it
+    carries no diffusers config). Seeded: ``generator`` is a CPU ``torch.Generator`` or a seed for
+    one; the noise is drawn on the CPU (as diffusers' ``randn_tensor`` does), so every device
+    starts from the same ``x_T``. For a diffusers UNet the images are those of diffusers'
+    ``DDIMPipeline`` (`pipeline`) with that generator, and for any UNet those of
+    ``DDIMGenerator(unet, scheduler, steps)(z)`` for that noise. The UNet runs in eval mode and
+    gets its mode back.
 
     Example:
         >>> from diffusers import UNet2DModel
@@ -178,16 +230,22 @@ def sample(
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} must be a positive integer (images to sample).")
+    shape = sample_shape_of(unet, sample_shape)
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
-    pipe = pipeline(unet, scheduler)
+    ddim = scheduler if _is_ddim(scheduler) else ddim_scheduler(scheduler)
+    param = next((p for p in unet.parameters() if p.is_floating_point()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
     was_training = unet.training
     unet.eval()
     try:
-        batches = [
-            pipe(batch_size=min(batch_size, n - start), generator=generator, num_inference_steps=steps, output_type="pt").images
-            for start in range(0, n, batch_size)
-        ]
+        with torch.no_grad():
+            batches = [
+                denoise(unet, torch.randn(min(batch_size, n - start), *shape, generator=generator, dtype=dtype).to(device),
+                        ddim, steps)
+                for start in range(0, n, batch_size)
+            ]
     finally:
         unet.train(was_training)
-    return torch.cat(batches) * 2 - 1
+    return torch.cat(batches)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from byog_models import cosine_beta_schedule
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 import lt_plugins as lt
 from lt_plugins.data import load_mnist
-from lt_plugins.diffusion import DDIMGenerator, sample
+from lt_plugins.diffusion import DDIMGenerator, ddim_scheduler, pipeline, sample
 from lt_plugins.objectives import DenoisingObjective, MomentMatching
 
 CPU = torch.device("cpu")
@@ -145,8 +146,45 @@ def test_sampling_is_seeded_and_the_pipeline_equals_the_differentiable_loop():
     noise = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         looped = DDIMGenerator(unet, steps=3)(noise.flatten(1))
-    torch.testing.assert_close(looped, first, rtol=0, atol=1e-5)
+    assert torch.equal(looped, first)  # one sampling loop
     assert first.abs().max() <= 1
+
+
+@pytest.mark.parametrize("schedule", ["default", "trained_betas"])
+def test_sample_gives_the_images_of_diffusers_ddim_pipeline(schedule):
+    scheduler = None if schedule == "default" else DDPMScheduler(trained_betas=cosine_beta_schedule(1000).tolist())
+    unet = _wrapped()
+    ours = sample(unet, 3, steps=3, generator=0, scheduler=scheduler)
+    pipe = pipeline(unet, scheduler)
+    theirs = pipe(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="pt").images
+    # The pipeline returns (x / 2 + 0.5).clamp(0, 1): equal up to that rescaling's rounding.
+    torch.testing.assert_close(ours, theirs * 2 - 1, rtol=0, atol=2e-7)
+
+
+def test_a_noise_schedule_of_your_own_as_betas_or_trained_betas():
+    betas = cosine_beta_schedule(1000)
+    as_betas = DenoisingObjective(betas, seed=5)
+    as_scheduler = DenoisingObjective(DDPMScheduler(num_train_timesteps=1000, trained_betas=betas.tolist()), seed=5)
+    torch.testing.assert_close(as_betas.scheduler.alphas_cumprod, torch.cumprod(1 - betas, 0).float())
+    unet = _wrapped()
+    with torch.no_grad():
+        assert float(_prepared(as_betas)(unet, 16)) == float(_prepared(as_scheduler)(unet, 16))
+    assert torch.equal(ddim_scheduler(as_betas.scheduler).alphas_cumprod, as_betas.scheduler.alphas_cumprod)
+    schedule = as_betas.describe()["scheduler"]
+    assert schedule["beta_schedule"] == "trained_betas" and schedule["beta_end"] == pytest.approx(0.999)
+    with pytest.raises(ValueError, match="one beta per training timestep"):
+        DenoisingObjective(torch.full((10, 2), 0.1))
+    with pytest.raises(ValueError, match=r"each in \(0, 1\)"):
+        DenoisingObjective(torch.linspace(0.1, 1.0, 10))
+
+
+def test_sample_shape_of_a_diffusers_unet_must_be_its_configs():
+    objective = _prepared(DenoisingObjective(sample_shape=(1, 16, 16)))
+    assert objective.check_model(_wrapped()) == (1, 16, 16)
+    with pytest.raises(ValueError, match=r"sample_shape=\(1, 8, 8\) disagrees with the UNet's config.*\(1, 16, 16\)"):
+        DenoisingObjective(sample_shape=(1, 8, 8)).sample(_wrapped(), 2)
+    with pytest.raises(ValueError, match="three positive integers"):
+        DenoisingObjective(sample_shape=(16, 16))
 
 
 def test_search_sample_grids_of_a_unet_are_the_same_every_time():
