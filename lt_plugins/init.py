@@ -69,8 +69,8 @@ def constructor_scale(weight: torch.Tensor, fan: float) -> float | None:
     while such layers sit at ``sqrt(fan_in)`` times it or more. So a constructor's weight whose
     standard deviation exceeds `RUNTIME_GAIN_EVIDENCE` times ``1/sqrt(fan_in)`` is taken to be
     rescaled at run time, and its seeded draw takes the constructor's scale in place of
-    ``1/sqrt(fan_in)``; the run-time gain then brings it where the fan-in rule would have put an
-    ordinary layer. Returns that scale (4 significant digits, so that it reads well in a ticket,
+    gain/sqrt(fan_in); the run-time gain then brings it where the model's author meant it to be.
+    Returns that scale (4 significant digits, so that it reads well in a ticket,
     which records it), or None for the fan-in rule.
 
     Example:
@@ -100,8 +100,9 @@ def draw_weight(
 ) -> torch.Tensor:
     """Draw one weight tensor (CPU, float32) for ``scheme``.
 
-    The standard deviation is gain/sqrt(fan_in), or gain * ``scale`` for a weight its layer
-    rescales at run time (`constructor_scale`). With ``scale_fan`` it is further divided by
+    The standard deviation is gain/sqrt(fan_in), or ``scale`` for a weight its layer rescales
+    at run time (`constructor_scale`: the constructor's own scale, whose run-time gain the
+    layer's author set). With ``scale_fan`` it is further divided by
     sqrt(density): the kept weights carry the scale of the kept fan-in, so activations do not
     shrink by sqrt(density) at every layer.
 
@@ -110,8 +111,9 @@ def draw_weight(
         >>> sorted(set(w.abs().flatten().tolist())) == [w.abs().max().item()]
         True
     """
-    unit = scale if scale is not None else 1.0 / math.sqrt(fan)
-    std = DEFAULT_GAIN * unit / math.sqrt(density if scale_fan else 1.0)
+    # A run-time-rescaled layer's author has set its gains already (StyleGAN's activations carry
+    # their own sqrt(2)): its draw takes the constructor's scale as it is, without DEFAULT_GAIN.
+    std = (scale if scale is not None else DEFAULT_GAIN / math.sqrt(fan)) / math.sqrt(density if scale_fan else 1.0)
     gen = keyed_generator(seed, name, "weight")
     if scheme == "signed_constant":
         signs = torch.randint(0, 2, shape, generator=gen, dtype=torch.float32) * 2 - 1
