@@ -249,3 +249,24 @@ def sample(
     finally:
         unet.train(was_training)
     return torch.cat(batches)
+
+
+def scheduler_from(description: dict[str, Any] | None) -> Any:
+    """The ``DDPMScheduler`` an objective's ``describe()["scheduler"]`` records (default: ``DDPMScheduler()``).
+
+    Example:
+        >>> scheduler_from({"class": "DDPMScheduler", "num_train_timesteps": 500, "beta_schedule": "linear"}).config.num_train_timesteps
+        500
+    """
+    from diffusers import DDPMScheduler
+
+    if not isinstance(description, dict):
+        return DDPMScheduler()
+    keys = ("num_train_timesteps", "beta_start", "beta_end")
+    kwargs = {k: description[k] for k in keys if isinstance(description.get(k), (int, float))}
+    betas = description.get("trained_betas")
+    if isinstance(betas, list) and betas:
+        kwargs.update(trained_betas=betas, num_train_timesteps=len(betas))
+    elif isinstance(description.get("beta_schedule"), str) and description["beta_schedule"] != "trained_betas":
+        kwargs["beta_schedule"] = description["beta_schedule"]
+    return DDPMScheduler(**kwargs)

@@ -145,3 +145,41 @@ def latent_sample(
     z = call.latents(n, generator).to(device)
     with torch.no_grad():
         return call(model, z)
+
+
+# Families whose models are UNets: sampled by DDIM from noise shaped like an image.
+DENOISING_FAMILIES = ("diffusers", "unet")
+
+
+def ticket_generator(ticket: Any, model: nn.Module, *, sample_steps: int | None = None) -> tuple[nn.Module, LatentCall]:
+    """(generator, call) that turn latents into images for an applied ticket, for metrics and sample grids.
+
+    A latent generator is the model itself, called as the ticket recorded (`LatentCall`), else as its
+    family reads it off the model. A UNet becomes a `lt_plugins.diffusion.DDIMGenerator` over the noise
+    schedule its objective recorded, its latents noise of the sample shape.
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> from lt_plugins.models import DCGANGenerator
+        >>> ticket = lt.Ticket.from_model(lt.wrap(DCGANGenerator(nz=8, ngf=8, nc=1, image_size=8)))
+        >>> ticket_generator(ticket, ticket.apply())[1].latent_shape
+        (8,)
+    """
+    from .adapters import get_adapter
+
+    if ticket.spec["family"] in DENOISING_FAMILIES:
+        from .diffusion import DDIMGenerator, sample_shape_of, scheduler_from
+
+        objective = ticket.objective if isinstance(ticket.objective, dict) else {}
+        shape = sample_shape_of(model, objective.get("sample_shape"))
+        steps = sample_steps or objective.get("sample_steps") or 8
+        return DDIMGenerator(model, scheduler_from(objective.get("scheduler")), steps, sample_shape=shape), LatentCall(shape)
+    if ticket.call is not None:
+        return model, ticket.call
+    shape = get_adapter(ticket.spec["family"]).latent_shape(model)
+    if shape is None:
+        raise ValueError(
+            f"The ticket records no latent shape and {ticket.spec['class']} does not say what z it takes; "
+            "pass it (CLI: --latent-shape 512, and --generate module:function if it is not called as G(z))."
+        )
+    return model, LatentCall(shape)

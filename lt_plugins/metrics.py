@@ -18,6 +18,7 @@ from torch import nn
 
 from .data import load_images
 from .features import feature_key
+from .generate import LatentCall, as_latent_shape
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -133,7 +134,9 @@ def evaluate(
     feature_net: nn.Module,
     n: int = 2000,
     *,
-    latent_dim: int,
+    latent_dim: int | None = None,
+    latent_shape: tuple[int, ...] | None = None,
+    generate: Any = None,
     batch_size: int = 250,
     device: str | torch.device | None = None,
     seed: int = 0,
@@ -141,9 +144,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Fréchet distance and PRDC of ``n`` generated vs the given real images.
 
-    Latents ``z ~ N(0, 1)`` of shape ``(n, latent_dim)`` come from a CPU
-    ``torch.Generator(seed)`` (so the same on every device and batch size) and are fed in
-    batches of ``(batch_size, latent_dim)``; the generator reshapes them as it needs. Both
+    Latents ``z ~ N(0, 1)`` of shape ``(n, *latent_shape)`` (``latent_dim=d``: ``(n, d)``) come
+    from a CPU ``torch.Generator(seed)`` (so the same on every device and batch size) and are fed
+    in batches through ``generate(generator, z)`` (default ``generator(z)``; see
+    `lt_plugins.generate.LatentCall`, which a ticket records). Both
     networks run in eval mode on ``device`` (default: the generator's) and get their
     modes back afterwards. ``real_images`` is anything `load_images` reads (e.g.
     ``"mnist"``), resized to the generated images' size and channels. Features are
@@ -163,6 +167,10 @@ def evaluate(
     """
     if n < k + 1 or batch_size < 1:
         raise ValueError(f"n={n} must exceed k={k} and batch_size={batch_size} must be >= 1.")
+    shape = as_latent_shape(latent_shape, latent_dim)
+    if shape is None:
+        raise ValueError("evaluate() needs the latents' shape: latent_dim=d, or latent_shape=(...) (a ticket's .call has it).")
+    call = LatentCall(shape, generate)
     device = torch.device(device) if device is not None else next(generator.parameters(), torch.empty(0)).device
     modes = [(m, m.training) for m in (*generator.modules(), *feature_net.modules())]
     generator.to(device).eval()
@@ -171,12 +179,12 @@ def evaluate(
     # seed too, without disturbing the caller's random state.
     forked = [device] if device.type == "cuda" else []
     try:
-        z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+        z = call.latents(n, torch.Generator().manual_seed(seed))
         batches = []
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
             for i in range(0, n, batch_size):
-                fake = generator(z[i : i + batch_size].to(device))
+                fake = call(generator, z[i : i + batch_size].to(device))
                 batches.append(feature_net(fake)[-1].flatten(1).double())
         fake_feats = torch.cat(batches)
         real = load_images(real_images, image_size=fake.shape[-1], channels=fake.shape[1])

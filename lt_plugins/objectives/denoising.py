@@ -309,7 +309,8 @@ class DenoisingObjective(Objective):
         schedule = {k: config.get(k) for k in ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}
         if config.get("trained_betas") is not None:  # the named schedule and its ends are then unused
             betas = self.scheduler.betas
-            schedule.update(beta_schedule="trained_betas", beta_start=float(betas[0]), beta_end=float(betas[-1]))
+            schedule.update(beta_schedule="trained_betas", beta_start=float(betas[0]), beta_end=float(betas[-1]),
+                            trained_betas=[float(b) for b in betas])  # so a ticket can rebuild its sampler
         described: dict[str, Any] = {
             "name": "denoising",
             "prediction_type": self.prediction_type,
