@@ -10,13 +10,13 @@ weights fetched at run time; scipy, already needed, is enough.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .data import load_images
+from .data import iter_batches, load_images
 from .features import feature_key
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -146,8 +146,11 @@ def evaluate(
     batches of ``(batch_size, latent_dim)``; the generator reshapes them as it needs. Both
     networks run in eval mode on ``device`` (default: the generator's) and get their
     modes back afterwards. ``real_images`` is anything `load_images` reads (e.g.
-    ``"mnist"``), resized to the generated images' size and channels. Features are
-    ``feature_net(x)[-1].flatten(1)``. The result names the feature network and its
+    ``"mnist"``), resized to the generated images' size and channels; a folder too big
+    for memory is read from disk batch by batch. Features are the network's last output,
+    ``feature_net(x)[-1]``, flattened when it is a vector per image and averaged over its
+    pixels when it is a map (a timm backbone's last stage: one value per channel, as FID's
+    pooled Inception features). The result names the feature network and its
     `feature_key`, and the sample counts, since the numbers mean nothing without them.
 
     Example:
@@ -167,22 +170,14 @@ def evaluate(
     modes = [(m, m.training) for m in (*generator.modules(), *feature_net.modules())]
     generator.to(device).eval()
     feature_net.to(device).eval()
-    # Generators that draw their own noise (StyleGAN's per-pixel noise) get it from the
-    # seed too, without disturbing the caller's random state.
-    forked = [device] if device.type == "cuda" else []
     try:
-        z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
         batches = []
-        with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(seed)
-            for i in range(0, n, batch_size):
-                fake = generator(z[i : i + batch_size].to(device))
-                batches.append(feature_net(fake)[-1].flatten(1).double())
+        for fake in generated(generator, n, latent_dim, batch_size, device, seed):
+            batches.append(embed(feature_net, fake))
         fake_feats = torch.cat(batches)
         real = load_images(real_images, image_size=fake.shape[-1], channels=fake.shape[1])
         real_feats = torch.cat(
-            [feature_net(real[i : i + batch_size].to(device))[-1].flatten(1).double()
-             for i in range(0, len(real), batch_size)]
+            [embed(feature_net, batch.to(device)) for batch in iter_batches(real, batch_size, progress="real features")]
         )
     finally:
         for module, mode in modes:
@@ -201,6 +196,27 @@ def evaluate(
         "k": k,
         "seed": seed,
     }
+
+
+def generated(
+    generator: nn.Module, n: int, latent_dim: int, batch_size: int, device: torch.device, seed: int
+) -> Iterator[torch.Tensor]:
+    """``n`` generated images in batches, from latents ``N(0, 1)`` drawn on a CPU
+    ``torch.Generator(seed)``; noise the generator draws itself (StyleGAN's per-pixel
+    noise) comes from the seed too, without touching the caller's random state."""
+    forked = [device] if torch.device(device).type == "cuda" else []
+    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad(), torch.random.fork_rng(devices=forked):
+        torch.manual_seed(seed)
+        for i in range(0, n, batch_size):
+            yield generator(z[i : i + batch_size].to(device))
+
+
+def embed(feature_net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``(N, D)`` float64 metric features: the last output of ``feature_net``, flattened,
+    or averaged over its pixels when it is a feature map."""
+    last = feature_net(images)[-1]
+    return (last.mean((2, 3)) if last.ndim == 4 else last.flatten(1)).double()
 
 
 def _as_float64(x: ArrayLike) -> torch.Tensor:
