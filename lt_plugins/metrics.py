@@ -180,18 +180,21 @@ def evaluate(
             batches.append(embed(feature_net, fake))
         fake_feats = torch.cat(batches)
         real = load_images(real_images, image_size=fake.shape[-1], channels=fake.shape[1])
-        real_feats = torch.cat(
-            [embed(feature_net, batch.to(device)) for batch in iter_batches(real, batch_size, progress="real features")]
-        )
+        # PRDC compares equal-sized sets (as Naeem et al. do) and costs O(n_real^2): a seeded
+        # subset of n reals. The Fréchet distance uses every real image, through running
+        # sums, so a folder streamed from disk is never held as features either.
+        subset = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+        real_stats, real_subset = _real_statistics(feature_net, real, subset, batch_size, device)
     finally:
         for module, mode in modes:
             module.training = mode
-    # PRDC compares equal-sized sets (as Naeem et al. do) and costs O(n_real^2): a seeded
-    # subset of n reals; the Fréchet distance uses every real image.
-    subset = torch.randperm(len(real_feats), generator=torch.Generator().manual_seed(seed))[:n]
+    fake_feats = _as_rows(fake_feats, "fake_feats")
+    fake_mean = fake_feats.mean(0)
+    centred = fake_feats - fake_mean
+    fake_cov = centred.T @ centred / (fake_feats.shape[0] - 1)
     return {
-        "fd": frechet_distance(real_feats, fake_feats),
-        **prdc(real_feats[subset], fake_feats, k=k),
+        "fd": frechet_distance_from_stats(*real_stats, fake_mean, fake_cov),
+        **prdc(real_subset, fake_feats, k=k),
         "n_fake": n,
         "n_real": real.shape[0],
         "n_real_prdc": len(subset),
@@ -313,6 +316,38 @@ def _random_fid_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
             return cls("inception-v3-compat", ["2048"]).state_dict()
     finally:
         cls.load_state_dict, module.load_state_dict_from_url = load, fetch
+
+
+def _real_statistics(
+    feature_net: nn.Module, real: Any, subset: torch.Tensor, batch_size: int, device: torch.device
+) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """((mean, unbiased covariance) of all real features, the rows of ``subset`` in its order),
+    in one pass holding one batch of features at a time."""
+    if real.shape[0] < 2:
+        raise ValueError(f"real_images has {real.shape[0]} image(s); a covariance needs at least 2.")
+    position = torch.full((real.shape[0],), -1, dtype=torch.long)
+    position[subset] = torch.arange(len(subset))
+    kept: torch.Tensor | None = None
+    count, shift, total, outer = 0, None, None, None
+    start = 0
+    for batch in iter_batches(real, batch_size, progress="real features"):
+        feats = embed(feature_net, batch.to(device)).cpu()
+        if shift is None:  # sums around a first estimate of the mean keep float64 exact
+            shift = feats.mean(0)
+            total, outer = torch.zeros_like(shift), torch.zeros(len(shift), len(shift), dtype=torch.float64)
+            kept = torch.empty(len(subset), feats.shape[1], dtype=torch.float64)
+        rows = feats - shift
+        total += rows.sum(0)
+        outer += rows.T @ rows
+        count += len(feats)
+        here = position[start : start + len(feats)]
+        kept[here[here >= 0]] = feats[here >= 0]
+        start += len(feats)
+    if not torch.isfinite(total).all():
+        raise ValueError("real features contain NaN or inf; check the real images and the feature network.")
+    mean = total / count
+    cov = (outer - count * torch.outer(mean, mean)) / (count - 1)
+    return (mean + shift, cov), kept
 
 
 def generated(
