@@ -456,8 +456,34 @@ def iter_batches(
             batch = images[index[start : start + batch_size]]
             bar.update(len(batch))
             yield batch
+            _release_freed_memory()
     finally:
         bar.close()
+
+
+def _release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc only; a no-op elsewhere).
+
+    Each batch's many small decode buffers, interleaved with the feature network's large
+    activations, fragment glibc's heap, whose mmap threshold also rises as big blocks are
+    freed. The resident set then crept up with the number of batches, by about 70 MB from
+    1k to 20k images, although nothing was kept. Trimming after each batch keeps it flat.
+    """
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - raises AttributeError off glibc
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
 
 
 def _from_items(
