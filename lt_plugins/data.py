@@ -159,7 +159,8 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
         x = x[..., top : top + side, left : left + side]
     if x.shape[-2:] == (size, size):
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    # The filter's weights sum to one only up to round-off: keep [-1, 1] exact.
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(-1.0, 1.0)
 
 
 def _convert(
