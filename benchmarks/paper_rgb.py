@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sheet import sample_sheet
+
 import lt_plugins as lt
 from lt_plugins._io import atomic_path
 from lt_plugins.features import TimmFeatures, efficientnet_lite0
@@ -87,6 +89,16 @@ def run_one(real: torch.Tensor, dense: bool, steps: int, seed: int, loss_net, me
             "final_loss": search.result.losses[-1]}
 
 
+def write_sheet(real: torch.Tensor, results: dict[str, dict], out: Path) -> Path:
+    """One PNG: 64 real patches (a seeded pick) beside each trained variant's first seed."""
+    pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:64]
+    save_image_grid(real[pick], out / "paper_rgb_samples" / "real.png")
+    grids = [("real patches", out / "paper_rgb_samples" / "real.png")]
+    grids += [(name, next(iter(runs.values()))["samples"]) for name, runs in results.items() if name != "random init"]
+    sample_sheet([("", grids)], out / "paper_rgb_samples.png")
+    return out / "paper_rgb_samples.png"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
@@ -135,6 +147,7 @@ def main() -> None:
                                    "patches": len(real), "results": results}, indent=1))
     with atomic_path(args.out / "paper_rgb.txt") as tmp:
         tmp.write_text(text + "\n")
+    print("samples:", write_sheet(real, results, args.out))
 
 
 if __name__ == "__main__":
