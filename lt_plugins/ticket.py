@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -68,6 +69,8 @@ BIT_ORDER = "little"
 # score positive, so a search continued from an applied ticket has a gradient sign everywhere.
 SCORE_FLOOR = 0.01
 MAX_CONFIG_BYTES = 64 * 2**20
+
+logger = logging.getLogger(__name__)
 
 
 class TicketError(ValueError):
@@ -696,6 +699,7 @@ class Ticket:
         *,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        force_download: bool = False,
     ) -> Ticket:
         """Load a ticket from a local folder, or from the Hub (through the huggingface_hub cache).
 
@@ -705,6 +709,13 @@ class Ticket:
             token: Hub token; default: ``HF_TOKEN`` or the stored login. False sends none.
             cache_dir: huggingface_hub cache to use instead of the default one.
             local_files_only: only look in the cache, never on the network.
+            force_download: download the Hub files again even if cached (e.g. after a
+                "changed or corrupted" error from a damaged cache blob).
+
+        A path that looks local -- a ``pathlib.Path``, a string starting with ``./``, ``../``,
+        ``/`` or ``~``, one whose parent folder exists here, or any existing path -- is only
+        ever read from disk: when it is missing the error names it, and the Hub is never asked.
+        Each load logs at INFO level where the ticket came from (the folder, or repo@commit).
 
         A Hub repo is fetched with ``huggingface_hub.snapshot_download``, which honours
         ``HF_HUB_OFFLINE`` (cached files only), ``HF_ENDPOINT``, ``HF_TOKEN`` and the stored
@@ -717,14 +728,7 @@ class Ticket:
             >>> Ticket.from_pretrained(folder).spec["class"]
             'torch.nn.modules.linear.Linear'
         """
-        folder = Path(path_or_repo_id)
-        if folder.is_dir():
-            if revision is not None:
-                warnings.warn(f"revision={revision!r} is ignored: {folder} is a local folder.", stacklevel=2)
-        elif folder.exists():
-            raise TicketError(f"{folder} is a file; pass the ticket's folder or a Hub repo id.")
-        else:
-            folder = Path(_download(str(path_or_repo_id), revision, token, cache_dir, local_files_only))
+        folder = _resolve_source(path_or_repo_id, revision, token, cache_dir, local_files_only, force_download)
         ticket = cls._load(folder)
         ticket.path = folder
         return ticket
@@ -1111,8 +1115,64 @@ class Ticket:
         )
 
 
+def looks_local(path_or_repo_id: str | os.PathLike) -> bool:
+    """Whether ``path_or_repo_id`` names a path here rather than a Hub repo id.
+
+    A ``pathlib.Path``; a string starting with ``./``, ``../``, ``/`` or ``~``; one whose parent
+    folder exists here (``out/ticket`` when ``out`` exists); or any existing path.
+
+    Example:
+        >>> looks_local("./out/ticket"), looks_local("/tmp/anything"), looks_local("me/dcgan-10pct")
+        (True, True, False)
+    """
+    if not isinstance(path_or_repo_id, str):
+        return True
+    text = path_or_repo_id
+    if text.startswith(("./", "../", "/", "~", ".\\", "..\\")) or text in (".", "..") or os.path.isabs(text):
+        return True
+    path = Path(text)
+    if path.exists():
+        return True
+    parent = path.parent
+    return str(parent) not in ("", ".") and parent.is_dir()
+
+
+def _resolve_source(
+    path_or_repo_id: str | os.PathLike,
+    revision: str | None,
+    token: str | bool | None,
+    cache_dir: Any,
+    local_files_only: bool,
+    force_download: bool,
+) -> Path:
+    """The folder to read a ticket from: a local one (never the Hub for a local-looking path) or a Hub snapshot."""
+    if looks_local(path_or_repo_id):
+        folder = Path(path_or_repo_id).expanduser()
+        if not folder.exists():
+            raise TicketError(
+                f"There is no ticket folder {str(path_or_repo_id)!r} here ({folder.absolute()} does not exist). It "
+                "looks like a local path, so the Hub was not asked: check the path, or save the ticket there first. "
+                "For a Hub repo, pass its id as a string, e.g. 'owner/name'."
+            )
+        if not folder.is_dir():
+            raise TicketError(f"{folder} is a file; pass the ticket's folder or a Hub repo id.")
+        if revision is not None:
+            warnings.warn(f"revision={revision!r} is ignored: {folder} is a local folder.", stacklevel=3)
+        logger.info("Loading the ticket from the folder %s", folder.absolute())
+        return folder
+    folder = Path(_download(str(path_or_repo_id), revision, token, cache_dir, local_files_only, force_download))
+    # snapshot_download returns .../snapshots/<commit sha>
+    logger.info("Loading the ticket from the Hub: %s@%s (cached in %s)", path_or_repo_id, folder.name, folder)
+    return folder
+
+
 def _download(
-    repo_id: str, revision: str | None, token: str | bool | None, cache_dir: Any, local_files_only: bool
+    repo_id: str,
+    revision: str | None,
+    token: str | bool | None,
+    cache_dir: Any,
+    local_files_only: bool,
+    force_download: bool = False,
 ) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
@@ -1124,6 +1184,7 @@ def _download(
             token=token,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
+            force_download=force_download,
             allow_patterns=list(TICKET_FILES),
             library_name="lt-plugins",
         )

@@ -29,7 +29,7 @@ _TOKEN_HELP = "Hugging Face token; default: HF_TOKEN or the stored `hf auth logi
 
 def push_command(args: argparse.Namespace) -> str:
     """Check the ticket in ``args.dir`` (the same checks as loading) and upload it to ``args.repo_id``."""
-    ticket = Ticket.from_pretrained(args.dir)
+    ticket = Ticket.from_pretrained(Path(args.dir))  # a Path: only ever the local folder, never the Hub
     info = ticket.push_to_hub(
         args.repo_id, private=args.private, token=args.token, commit_message=args.commit_message, revision=args.revision
     )
@@ -40,7 +40,9 @@ def push_command(args: argparse.Namespace) -> str:
 
 def pull_command(args: argparse.Namespace) -> Path:
     """Download and check the ticket ``args.repo_id``; copy it to ``args.out`` when given."""
-    ticket = Ticket.from_pretrained(args.repo_id, revision=args.revision, token=args.token)
+    ticket = Ticket.from_pretrained(
+        args.repo_id, revision=args.revision, token=args.token, force_download=args.force_download
+    )
     folder = ticket.path
     if args.out is not None:
         folder = ticket.save_pretrained(args.out, repo_id=args.repo_id)
@@ -110,6 +112,10 @@ def add_pull(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--revision", default=None, help="Branch, tag or commit sha (default: main).")
     parser.add_argument("--out", default=None, help="Folder to save a copy of the ticket to.")
     parser.add_argument("--token", default=None, help=_TOKEN_HELP)
+    parser.add_argument(
+        "--force-download", action="store_true",
+        help="Download every file again even if it is cached (e.g. after a 'changed or corrupted' error).",
+    )
     parser.set_defaults(func=pull_command)
     return parser
 
