@@ -69,6 +69,13 @@ BIT_ORDER = "little"
 # score positive, so a search continued from an applied ticket has a gradient sign everywhere.
 SCORE_FLOOR = 0.01
 MAX_CONFIG_BYTES = 64 * 2**20
+# Bounds on what a loaded ticket may make this process read or allocate (see docs/reliability.md).
+MAX_FILE_BYTES = int(os.environ.get("LT_PLUGINS_MAX_TICKET_FILE_BYTES", 16 * 2**30))
+MAX_SAMPLES_BYTES = 32 * 2**20
+MAX_SAMPLES_PIXELS = 8192 * 8192
+SAFETENSORS_HEADER_ALLOWANCE = 4096  # bytes of safetensors header per tensor, and once for the file
+MAX_MODEL_VALUES = int(os.environ.get("LT_PLUGINS_MAX_MODEL_VALUES", 2**31))
+MAX_SPEC_ITEMS = 4096  # numbers, strings and containers in a model spec's config
 
 logger = logging.getLogger(__name__)
 
@@ -345,14 +352,28 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def _read_binary(folder: Path, name: str, files: dict[str, Any]) -> bytes:
+def _read_binary(folder: Path, name: str, files: dict[str, Any], limit: int | None = None) -> bytes:
+    """The bytes of ``folder/name``, after its size on disk matched the manifest (and ``limit``): bounded reads."""
     entry = files.get(name)
     if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)):
         raise _fail(f"'files'[{name!r}]", "is missing or malformed; it must give the file's bytes and sha256.")
     path = folder / name
     if not path.is_file():
         raise TicketError(f"{folder} has no {name}; the ticket is incomplete (download or copy it again).")
-    data = path.read_bytes()
+    limit = MAX_FILE_BYTES if limit is None else min(limit, MAX_FILE_BYTES)
+    if not 0 <= entry["bytes"] <= limit:
+        raise _fail(
+            f"'files'[{name!r}]", f"says {entry['bytes']} bytes, more than this ticket's {name} can hold ({limit}); "
+            "the config was edited or is corrupt."
+        )
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise TicketError(
+            f"{name} is {size} bytes, but {CONFIG_NAME} says {entry['bytes']}: the file was cut short or "
+            "changed after saving. Download or copy the ticket again."
+        )
+    with open(path, "rb") as f:
+        data = f.read(entry["bytes"] + 1)  # one byte more shows a file that grew since stat
     if len(data) != entry["bytes"]:
         raise TicketError(
             f"{name} is {len(data)} bytes, but {CONFIG_NAME} says {entry['bytes']}: the file was cut short or "
@@ -364,6 +385,36 @@ def _read_binary(folder: Path, name: str, files: dict[str, Any]) -> bytes:
             "after saving. Download or copy the ticket again."
         )
     return data
+
+
+def _masks_limit(targets: list[dict[str, Any]]) -> int:
+    """The most bytes a masks file for ``targets`` can take: the packed bits plus a generous header."""
+    return sum((math.prod(t["shape"]) + 7) // 8 for t in targets) + SAFETENSORS_HEADER_ALLOWANCE * (1 + len(targets))
+
+
+def _read_samples(folder: Path, files: dict[str, Any]) -> Any:
+    """The sample grid as a PIL image, or None: it is optional, and a bad one is dropped with a warning."""
+    path = folder / SAMPLES_NAME
+    if not path.is_file():
+        return None
+    from PIL import Image
+
+    try:
+        if SAMPLES_NAME in files:
+            data = _read_binary(folder, SAMPLES_NAME, files, MAX_SAMPLES_BYTES)
+        elif path.stat().st_size <= MAX_SAMPLES_BYTES:  # a ticket saved before samples were hashed
+            data = path.read_bytes()
+        else:
+            raise TicketError(f"it is {path.stat().st_size} bytes, more than {MAX_SAMPLES_BYTES}")
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_SAMPLES_PIXELS:
+                raise TicketError(f"it claims {width}x{height} pixels, more than {MAX_SAMPLES_PIXELS}")
+            image.load()
+            return image.copy()
+    except Exception as err:  # decoration, never a reason to refuse a ticket (PIL raises many kinds)
+        warnings.warn(f"{path} could not be used ({' '.join(str(err).split())[:200]}); loading the ticket without it.")
+        return None
 
 
 def _load_tensors(name: str, data: bytes) -> dict[str, torch.Tensor]:
@@ -640,6 +691,10 @@ class Ticket:
         }
         if self.kept_weights is not None:
             files[KEPT_NAME] = save_safetensors({n: t.contiguous() for n, t in self.kept_weights.items()})
+        if self.samples is not None:  # hashed like the rest, so that a swapped image is noticed
+            buffer = io.BytesIO()
+            self.samples.save(buffer, format="PNG")
+            files[SAMPLES_NAME] = buffer.getvalue()
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -667,10 +722,6 @@ class Ticket:
             "metrics": self.metrics,
         }
         files[CONFIG_NAME] = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
-        if self.samples is not None:
-            buffer = io.BytesIO()
-            self.samples.save(buffer, format="PNG")
-            files[SAMPLES_NAME] = buffer.getvalue()
         files[CARD_NAME] = self._card(repo_id).encode()
         return files
 
@@ -747,7 +798,7 @@ class Ticket:
         portable = _get(data, "portable", bool)
         base = _parse_base(data)
 
-        packed = _load_tensors(MASKS_NAME, _read_binary(folder, MASKS_NAME, files))
+        packed = _load_tensors(MASKS_NAME, _read_binary(folder, MASKS_NAME, files, _masks_limit(targets)))
         _check_names(f"{MASKS_NAME} and {CONFIG_NAME} targets", set(packed), {t["name"] for t in targets}, "the config")
         masks = {}
         for t in targets:
@@ -761,15 +812,7 @@ class Ticket:
         remainder = _load_tensors(REMAINDER_NAME, _read_binary(folder, REMAINDER_NAME, files))
         kept = _load_tensors(KEPT_NAME, _read_binary(folder, KEPT_NAME, files)) if portable else None
 
-        samples = None
-        if (folder / SAMPLES_NAME).is_file():
-            from PIL import Image
-
-            try:
-                with Image.open(folder / SAMPLES_NAME) as image:
-                    samples = image.copy()
-            except OSError as err:  # the sample grid is decoration: never a reason to refuse a ticket
-                warnings.warn(f"{folder / SAMPLES_NAME} could not be read ({err}); loading the ticket without it.")
+        samples = _read_samples(folder, files)
         return cls(
             spec,
             config,
@@ -870,6 +913,7 @@ class Ticket:
         try:
             if self.base is not None:
                 return get_adapter(self.spec["family"]).load_base(self.spec, self.base)
+            _check_spec_before_building(self, allow_remote_code)
             return build_model(self.spec, allow_remote_code=allow_remote_code)
         except ValueError as err:
             raise TicketError(str(err)) from err
@@ -1112,6 +1156,69 @@ class Ticket:
             f"the pretrained weights of `{cls}` from `{self.base.repo_id}` at {at}",
             f"loads the base from the Hub at {at}",
             f"base | `{self.base.repo_id}` at {at}",
+        )
+
+
+def _check_spec_values(value: Any, where: str, budget: list[int]) -> None:
+    """Types and ranges of a model spec's config: plain JSON, sizes never negative, finite numbers, bounded."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TicketError(f"model spec config has more than {MAX_SPEC_ITEMS} values; it is not a model config.")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if value < 0:
+            raise TicketError(
+                f"model spec {where} is {value}: sizes and counts cannot be negative. The ticket's {CONFIG_NAME} "
+                "was edited or is corrupt; download or copy it again, or pass the model to apply(model)."
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise TicketError(f"model spec {where} is {value}; a model config holds finite numbers.")
+    elif isinstance(value, str):
+        if len(value) > 1024:
+            raise TicketError(f"model spec {where} is a string of {len(value)} characters; not a model config value.")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_spec_values(item, f"{where}[{i}]", budget)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_spec_values(item, f"{where}.{key}", budget)
+    else:
+        raise TicketError(f"model spec {where} is a {type(value).__name__}; a model config holds JSON values.")
+
+
+def _check_spec_before_building(ticket: Ticket, allow_remote_code: bool) -> None:
+    """What apply() checks before it builds a model from the ticket's (unhashed) spec.
+
+    The spec's values (types, ranges); then the model is built on the meta device, where no
+    memory is allocated, and its size must equal what the ticket's hashed files hold (masked
+    weights plus dense remainder) and stay under ``MAX_MODEL_VALUES``: an edited spec can
+    never make apply() allocate a model the ticket's files do not describe.
+    """
+    _check_spec_values(ticket.spec.get("config") or {}, "config", [MAX_SPEC_ITEMS])
+    held = sum(m.numel() for m in ticket.masks.values()) + sum(t.numel() for t in ticket.remainder.values())
+    if held > MAX_MODEL_VALUES:
+        raise TicketError(
+            f"This ticket describes a model of {held:,} values, more than the {MAX_MODEL_VALUES:,} apply() builds "
+            "(LT_PLUGINS_MAX_MODEL_VALUES raises the limit); pass the model yourself: ticket.apply(model)."
+        )
+    try:
+        with torch.device("meta"):
+            shell = build_model(ticket.spec, allow_remote_code=allow_remote_code)
+    except ValueError as err:
+        raise TicketError(str(err)) from err
+    except Exception as err:  # a constructor that cannot run on the meta device: refuse, don't allocate
+        raise TicketError(
+            f"The model spec {ticket.spec['class']} with config {str(ticket.spec.get('config'))[:200]} cannot be "
+            f"built ({type(err).__name__}: {' '.join(str(err).split())[:200]}); pass the model: ticket.apply(model)."
+        ) from err
+    size = sum(t.numel() for t in shell.state_dict().values())
+    if size != held:
+        raise TicketError(
+            f"The model spec describes a {ticket.spec['class']} of {size:,} values, but the ticket's masks and dense "
+            f"remainder hold {held:,}: {CONFIG_NAME}'s model spec does not belong to this ticket (edited or "
+            "corrupt). Download or copy the ticket again, or pass the model: ticket.apply(model)."
         )
 
 
