@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import platform
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -46,7 +45,7 @@ from torch.nn.utils import parametrize
 
 from .adapters import adapter_for, build_model, check_spec, get_adapter
 from .adapters.base import class_path
-from ._io import set_default_mode
+from ._io import atomic_folder, wait_for_folder
 from .base_model import BaseModel, ticket_base
 from .config import TicketConfig
 from .init import draw_weight, fan_in, fingerprint
@@ -260,12 +259,14 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _write_folder(target: str | os.PathLike, files: dict[str, bytes]) -> Path:
-    """Write ``files`` into a new folder beside ``target``, then swap it into place.
+    """Write ``files`` into a new folder beside ``target``, then swap it into place (`lt_plugins._io.atomic_folder`).
 
-    The folder at ``target`` is at every moment the old ticket, the new one, or (only between
-    two renames) absent with the old one kept under a hidden name -- never half of either.
+    The folder at ``target`` is at every moment the old ticket or the new one, never half of
+    either; a save killed between its two renames leaves the old ticket aside, put back by
+    the next save or load, and stale temporary folders are removed by the next save.
     """
     target = Path(target)
+    wait_for_folder(target)  # puts back a ticket a killed save left aside, so it is checked below
     if target.exists():
         if not target.is_dir():
             raise TicketError(f"{target} is a file; save a ticket to a folder path.")
@@ -275,29 +276,10 @@ def _write_folder(target: str | os.PathLike, files: dict[str, bytes]) -> Path:
                 f"{target} holds files that are not part of a ticket ({foreign[:5]}); saving replaces the whole "
                 "folder, so choose a new folder or one that holds only a ticket."
             )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".saving", dir=target.parent))
-    set_default_mode(staging)
-    try:
+    with atomic_folder(target) as staging:
         for name, data in files.items():
             _write_file(staging / name, data)
-        if not target.exists():
-            os.rename(staging, target)
-            return target
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        try:
-            os.rename(target, old / "ticket")
-            try:
-                os.rename(staging, target)
-            except BaseException:
-                os.rename(old / "ticket", target)
-                raise
-        finally:
-            if target.exists():  # else the old ticket stays under ``old`` rather than being lost
-                shutil.rmtree(old, ignore_errors=True)
-        return target
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -780,7 +762,7 @@ class Ticket:
             'torch.nn.modules.linear.Linear'
         """
         folder = _resolve_source(path_or_repo_id, revision, token, cache_dir, local_files_only, force_download)
-        ticket = cls._load(folder)
+        ticket = _load_settled(cls, folder)
         ticket.path = folder
         return ticket
 
@@ -1222,6 +1204,34 @@ def _check_spec_before_building(ticket: Ticket, allow_remote_code: bool) -> None
         )
 
 
+def _folder_identity(folder: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(folder)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns
+
+
+def _load_settled(cls: type[Ticket], folder: Path, attempts: int = 20) -> Ticket:
+    """``cls._load(folder)``, read again when a save replaced the folder meanwhile (so never a mix of two)."""
+    for _ in range(attempts):
+        if not wait_for_folder(folder):
+            break
+        before = _folder_identity(folder)
+        try:
+            ticket = cls._load(folder)
+        except TicketError:
+            if _folder_identity(folder) != before:
+                continue  # a save swapped the folder while it was read: read the new one
+            raise
+        if _folder_identity(folder) == before:
+            return ticket
+    raise TicketError(
+        f"{folder} kept being replaced while it was read ({attempts} tries): another process is saving tickets "
+        "there; load it once that is done."
+    )
+
+
 def looks_local(path_or_repo_id: str | os.PathLike) -> bool:
     """Whether ``path_or_repo_id`` names a path here rather than a Hub repo id.
 
@@ -1255,7 +1265,7 @@ def _resolve_source(
     """The folder to read a ticket from: a local one (never the Hub for a local-looking path) or a Hub snapshot."""
     if looks_local(path_or_repo_id):
         folder = Path(path_or_repo_id).expanduser()
-        if not folder.exists():
+        if not wait_for_folder(folder):
             raise TicketError(
                 f"There is no ticket folder {str(path_or_repo_id)!r} here ({folder.absolute()} does not exist). It "
                 "looks like a local path, so the Hub was not asked: check the path, or save the ticket there first. "
