@@ -72,6 +72,26 @@ def sample_command(args: argparse.Namespace) -> Path:
     return out
 
 
+def image_path(text: str) -> str:
+    """``--out`` of ``sample``: a file path whose extension names an image format (argparse ``type=``).
+
+    Example:
+        >>> image_path("grid.png")
+        'grid.png'
+        >>> image_path("grid")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: 'grid' has no image file extension; name a file such as grid.png.
+    """
+    from PIL import Image
+
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; name the image file to write, e.g. {text}/grid.png.")
+    if Path(text).suffix.lower() not in Image.registered_extensions():
+        raise argparse.ArgumentTypeError(f"{text!r} has no image file extension; name a file such as grid.png.")
+    return text
+
+
 def add_push(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``lt-plugins push DIR REPO_ID``."""
     parser = subparsers.add_parser(
@@ -134,7 +154,7 @@ def add_sample(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("ticket", metavar="REPO_ID_OR_DIR", help="Ticket folder or Hub repo id.")
     parser.add_argument("--n", type=int, default=64, help="Number of samples (default: 64).")
-    parser.add_argument("--out", default="grid.png", help="PNG file to write (default: grid.png).")
+    parser.add_argument("--out", default="grid.png", type=image_path, help="PNG file to write (default: grid.png).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the latents (default: 0).")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available).")
     parser.add_argument("--revision", default=None, help="Branch, tag or commit sha of a Hub ticket.")
