@@ -374,6 +374,11 @@ def _masks_limit(targets: list[dict[str, Any]]) -> int:
     return sum((math.prod(t["shape"]) + 7) // 8 for t in targets) + SAFETENSORS_HEADER_ALLOWANCE * (1 + len(targets))
 
 
+def _kept_limit(targets: list[dict[str, Any]]) -> int:
+    """The most bytes a kept-weights file for ``targets`` can take: 8 bytes a kept value at most, plus headers."""
+    return sum(8 * t["kept"] for t in targets) + SAFETENSORS_HEADER_ALLOWANCE * (1 + len(targets))
+
+
 def _read_samples(folder: Path, files: dict[str, Any]) -> Any:
     """The sample grid as a PIL image, or None: it is optional, and a bad one is dropped with a warning."""
     path = folder / SAMPLES_NAME
@@ -792,7 +797,7 @@ class Ticket:
                 )
             masks[t["name"]] = mask
         remainder = _load_tensors(REMAINDER_NAME, _read_binary(folder, REMAINDER_NAME, files))
-        kept = _load_tensors(KEPT_NAME, _read_binary(folder, KEPT_NAME, files)) if portable else None
+        kept = _load_tensors(KEPT_NAME, _read_binary(folder, KEPT_NAME, files, _kept_limit(targets))) if portable else None
 
         samples = _read_samples(folder, files)
         return cls(
@@ -894,6 +899,7 @@ class Ticket:
             )
         try:
             if self.base is not None:
+                logger.info("Loading the pretrained base of the ticket: %s", self.base)
                 return get_adapter(self.spec["family"]).load_base(self.spec, self.base)
             _check_spec_before_building(self, allow_remote_code)
             return build_model(self.spec, allow_remote_code=allow_remote_code)

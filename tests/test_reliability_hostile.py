@@ -135,3 +135,14 @@ def test_samples_are_optional_and_an_oversized_file_is_not_read(folder):
     edit_config(folder, lambda c: c["files"]["samples.png"].__setitem__("bytes", 2**30))
     with pytest.warns(UserWarning, match="samples.png could not be used .*more than"):
         assert Ticket.from_pretrained(folder).samples is None
+
+
+def test_a_kept_weights_file_larger_than_its_kept_values_need_is_refused_before_reading(tmp_path):
+    model = searched(BY_NAME["dcgan"])
+    folder = Ticket.from_model(model, portable=True).save_pretrained(tmp_path / "portable")
+    assert Ticket.from_pretrained(folder).portable
+    with open(folder / "kept_weights.safetensors", "r+b") as f:
+        f.truncate(2**30)
+    edit_config(folder, lambda c: c["files"]["kept_weights.safetensors"].__setitem__("bytes", 2**30))
+    with pytest.raises(TicketError, match="more than this ticket's kept_weights.safetensors can hold"):
+        Ticket.from_pretrained(folder)
