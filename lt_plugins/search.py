@@ -311,7 +311,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if state["sha256"] != checkpoint_digest(state):
         raise _damaged(path, "does not match the sha256 it was saved with: its content changed after saving.")
     if not 0 <= state["step"] <= state["steps"] or len(state["losses"]) != state["step"]:
-        raise _damaged(path, f"is inconsistent: step {state['step']} of {state['steps']}, {len(state['losses'])} losses.")
+        raise _damaged(
+            path, f"is inconsistent: step {state['step']} of {state['steps']}, {len(state['losses'])} losses."
+        )
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["generator"].items()):
         raise _damaged(path, "entry 'generator' is not a state_dict of named tensors.")
     return state

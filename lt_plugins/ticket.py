@@ -797,7 +797,9 @@ class Ticket:
                 )
             masks[t["name"]] = mask
         remainder = _load_tensors(REMAINDER_NAME, _read_binary(folder, REMAINDER_NAME, files))
-        kept = _load_tensors(KEPT_NAME, _read_binary(folder, KEPT_NAME, files, _kept_limit(targets))) if portable else None
+        kept = None
+        if portable:
+            kept = _load_tensors(KEPT_NAME, _read_binary(folder, KEPT_NAME, files, _kept_limit(targets)))
 
         samples = _read_samples(folder, files)
         return cls(
