@@ -540,6 +540,7 @@ class TicketSearch:
             return 0
         previous = path.with_name(PREVIOUS_CHECKPOINT_NAME)
         if not path.exists() and not previous.exists():
+            warnings.warn(f"resume=True, but {path} does not exist: the search starts from step 0.", stacklevel=4)
             return 0
         try:
             if not path.exists():  # a save was interrupted between its two renames

@@ -1274,10 +1274,16 @@ def _resolve_source(
     if looks_local(path_or_repo_id):
         folder = Path(path_or_repo_id).expanduser()
         if not wait_for_folder(folder):
+            text = str(path_or_repo_id)
+            why = (
+                f"its parent folder {str(Path(text).parent)!r} exists here"
+                if isinstance(path_or_repo_id, str) and not text.startswith(("./", "../", "/", "~", ".\\", "..\\"))
+                else "it is written as a path"
+            )
             raise TicketError(
-                f"There is no ticket folder {str(path_or_repo_id)!r} here ({folder.absolute()} does not exist). It "
-                "looks like a local path, so the Hub was not asked: check the path, or save the ticket there first. "
-                "For a Hub repo, pass its id as a string, e.g. 'owner/name'."
+                f"There is no ticket folder {text!r} here ({folder.absolute()} does not exist). It looks like a local "
+                f"path ({why}), so the Hub was not asked: check the path, or save the ticket there first. A Hub repo "
+                "id is a string such as 'owner/name' that names no folder here."
             )
         if not folder.is_dir():
             raise TicketError(f"{folder} is a file; pass the ticket's folder or a Hub repo id.")

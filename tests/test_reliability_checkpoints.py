@@ -253,3 +253,8 @@ def test_kill_9_in_the_middle_of_a_save_loses_nothing(tmp_path, straight, mode):
     for a, b in zip(straight, _scores(gen)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # cleaned up by the next save
+
+
+def test_resume_without_a_checkpoint_says_it_starts_from_step_0(tmp_path):
+    with pytest.warns(UserWarning, match="does not exist: the search starts from step 0"):
+        _search(_generator(), tmp_path).run(_real(), steps=1, resume=True)

@@ -59,7 +59,7 @@ def test_a_missing_local_looking_path_is_an_error_naming_it_and_never_a_hub_call
     server = hub_with_same_named_repos
     assert looks_local(path)
     before = len(server.requests)
-    with pytest.raises(TicketError, match="looks like a local path, so the Hub was not asked") as err:
+    with pytest.raises(TicketError, match=r"looks like a local path \(.*\), so the Hub was not asked") as err:
         Ticket.from_pretrained(path)
     assert repr(path) in str(err.value)
     assert len(server.requests) == before
