@@ -1228,7 +1228,7 @@ def _load_settled(cls: type[Ticket], folder: Path, attempts: int = 20) -> Ticket
         before = _folder_identity(folder)
         try:
             ticket = cls._load(folder)
-        except TicketError:
+        except (TicketError, OSError):  # OSError: a file vanished with the old folder mid-read
             if _folder_identity(folder) != before:
                 continue  # a save swapped the folder while it was read: read the new one
             raise
