@@ -243,18 +243,158 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
+MAX_CONFIG_FILE_BYTES = 1 << 20
+MAX_SHOWN = 200  # characters of a value echoed back in an error
+
+
+class _Cut(Exception):
+    pass
+
+
+def bounded_repr(value: Any, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)`` cut at about ``limit`` characters, without ever building the whole of it.
+
+    Safe on a YAML anchor bomb (nested lists sharing their items, exponential when expanded).
+
+    Example:
+        >>> bounded_repr([1, 2, 3])
+        '[1, 2, 3]'
+        >>> bomb = ["lol"] * 9
+        >>> for _ in range(30):
+        ...     bomb = [bomb] * 9
+        >>> len(bounded_repr(bomb)) <= 203
+        True
+    """
+    out: list[str] = []
+    room = [limit]
+
+    def emit(text: str) -> None:
+        out.append(text[: room[0]])
+        room[0] -= len(text)
+        if room[0] < 0:
+            raise _Cut
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            emit("{")
+            for i, (key, val) in enumerate(item.items()):
+                emit(", " if i else "")
+                walk(key)
+                emit(": ")
+                walk(val)
+            emit("}")
+        elif isinstance(item, (list, tuple)):
+            emit("[" if isinstance(item, list) else "(")
+            for i, val in enumerate(item):
+                emit(", " if i else "")
+                walk(val)
+            emit("]" if isinstance(item, list) else ")")
+        else:
+            emit(repr(item[: limit + 1] if isinstance(item, (str, bytes)) else item))
+
+    try:
+        walk(value)
+    except _Cut:
+        return "".join(out) + "..."
+    return "".join(out)
+
+
+def _yaml_value(action: argparse.Action, key: str, value: Any) -> Any:
+    """``value`` from a config file for option ``action``, checked as its flag would be; ValueError if not."""
+    shown = bounded_repr(value)
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be true or false (a YAML boolean, unquoted).")
+        return value
+    if value is None:
+        if action.default is None:
+            return None
+        raise ValueError(f"{key}: null is not a value for --{key.replace('_', '-')}; leave the key out instead.")
+    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+        if not isinstance(value, list):
+            raise ValueError(f"{key}: {shown} must be a list (--{key.replace('_', '-')} takes several values).")
+        if action.nargs == "+" and not value:
+            raise ValueError(f"{key}: the list must not be empty.")
+        return [_yaml_scalar(action, f"{key}[{i}]", item) for i, item in enumerate(value)]
+    if isinstance(value, dict) and action.type is None and "json" in (action.help or "").lower():
+        return json.dumps(value)  # a JSON option (--model-kwargs) may be written as a YAML mapping
+    return _yaml_scalar(action, key, value)
+
+
+def _yaml_scalar(action: argparse.Action, key: str, value: Any) -> Any:
+    shown = bounded_repr(value)
+    kind = action.type
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be an integer.")
+    elif kind is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be a number.")
+        value = float(value)
+    elif kind is None or kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: {shown} must be a string (quote it).")
+    else:  # a custom type= converts the text, as on the command line
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be a single value.")
+        try:
+            value = kind(str(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+            raise ValueError(f"{key}: {shown} is invalid ({bounded_repr(str(err))[1:-1]}).") from err
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{key}: {shown} is not one of {list(action.choices)}.")
+    return value
+
+
 def load_yaml_defaults(parser: argparse.ArgumentParser, path: str) -> None:
-    """Make the options in the YAML file ``path`` the defaults of ``parser`` (flags still win)."""
+    """Make the options in the YAML file ``path`` the defaults of ``parser`` (flags still win).
+
+    Each value is checked as its flag would check it, read from the parser's own actions
+    (type, choices, true/false switches, lists), so an option added later is checked too.
+    Unknown keys, YAML aliases and wrong values are refused with ``parser.error`` (exit
+    status 2), echoing at most ~200 characters of a value.
+
+    Example:
+        >>> import tempfile
+        >>> p = argparse.ArgumentParser(prog="demo")
+        >>> _ = p.add_argument("--steps", type=int, default=1)
+        >>> cfg = tempfile.mktemp(suffix=".yaml")
+        >>> _ = Path(cfg).write_text("steps: 600\\n")
+        >>> load_yaml_defaults(p, cfg); p.parse_args([]).steps
+        600
+    """
     import yaml
 
-    values = yaml.safe_load(Path(path).read_text()) or {}
+    where = bounded_repr(str(path))
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_CONFIG_FILE_BYTES:
+            parser.error(f"config file {where} is {size} bytes; an options file is at most {MAX_CONFIG_FILE_BYTES}.")
+        text = Path(path).read_text(encoding="utf-8")
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            parser.error(f"config file {where} uses YAML aliases (*name); write each option's value out.")
+        values = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        parser.error(f"config file {where} cannot be read: {bounded_repr(' '.join(str(err).split()))[1:-1]}")
     if not isinstance(values, dict):
-        parser.error(f"{path} must hold a mapping of option: value.")
-    known = {a.dest for a in parser._actions} - {"help", "config"}
-    unknown = sorted(set(values) - known)
+        parser.error(f"{where} must hold a mapping of option: value, got {bounded_repr(values)}.")
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", argparse.SUPPRESS)}
+    unknown = [key for key in values if key not in actions]
     if unknown:
-        parser.error(f"{path} has unknown options {unknown}; known: {sorted(known)}")
-    parser.set_defaults(**values)
+        parser.error(
+            f"{where} has unknown options {bounded_repr(sorted(map(str, unknown)))}; known: {sorted(actions)}"
+        )
+    checked = {}
+    for key, value in values.items():
+        try:
+            checked[key] = _yaml_value(actions[key], key, value)
+        except ValueError as err:
+            parser.error(f"{where}: {err}")
+    if checked.get("weight_init", getattr(actions.get("weight_init"), "default", None)) == "keep" and not (
+        checked.get("base") or getattr(actions.get("base"), "default", None)
+    ):
+        parser.error(f"{where}: weight_init: 'keep' masks a pretrained base's weights, but no base is given.")
+    parser.set_defaults(**checked)
 
 
 def add_search(subparsers: argparse._SubParsersAction) -> None:
