@@ -220,3 +220,39 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         os.close(staging_fd)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` and fsync it, so that a folder renamed into place after holds it whole.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+        >>> write_file(path, b"abc"); path.read_bytes()
+        b'abc'
+    """
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_folder(target: str | os.PathLike, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (name -> bytes) into a new folder beside ``target``, then swap it into place.
+
+    The folder at ``target`` is at every moment the old one or the new one, never half of
+    either (`atomic_folder`); a save killed between its two renames leaves the old folder
+    aside, put back by the next save or load, and stale temporary folders are removed by the
+    next save.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = write_folder(pathlib.Path(tempfile.mkdtemp()) / "f", {"a.txt": b"1"})
+        >>> sorted(p.name for p in folder.iterdir())
+        ['a.txt']
+    """
+    target = Path(target)
+    with atomic_folder(target) as staging:
+        for name, data in files.items():
+            write_file(staging / name, data)
+    return target

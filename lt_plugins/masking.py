@@ -42,6 +42,19 @@ _HINT_MOVES = 4.0
 _HINT_SLACK = 1e-3
 
 
+def kept_count(density: float, n: int) -> int:
+    """How many of ``n`` weights a mask at ``density`` keeps: ``max(1, round(density * n))``.
+
+    The one rule behind layer-scope masks (per tensor), global-scope masks (over all targeted
+    weights together) and the kept counts a ticket checks.
+
+    Example:
+        >>> kept_count(0.1, 100), kept_count(0.1, 3), kept_count(0.5, 3)
+        (10, 1, 2)
+    """
+    return max(1, round(density * n))
+
+
 @dataclass
 class ThresholdHint:
     """Where a selection's k-th largest value was last time, how far it had moved, how crowded.
@@ -263,7 +276,7 @@ class _GlobalTopK:
             self._abs = _refill(self._abs, torch.Size([sum(sizes)]), first.device, first.dtype)
             for m, part in zip(self.members, self._abs.split(sizes)):
                 torch.abs(m.scores.detach().view(-1), out=part)
-            keep = topk_mask(self._abs, max(1, round(self.density * self._abs.numel())), self._hint)
+            keep = topk_mask(self._abs, kept_count(self.density, self._abs.numel()), self._hint)
             self._masks = [part.view_as(m.scores) for part, m in zip(keep.split(sizes), self.members)]
             self._key = key
         return self._masks[index]
@@ -303,7 +316,7 @@ class ScoreMask(nn.Module):
     @property
     def kept(self) -> int:
         """Number of entries this mask keeps in layer scope."""
-        return max(1, round(self.density * self.scores.numel()))
+        return kept_count(self.density, self.scores.numel())
 
     def scores_key(self) -> tuple:
         """Changes whenever the scores are written in place, replaced or moved."""

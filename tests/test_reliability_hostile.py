@@ -106,20 +106,20 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 def test_samples_are_hashed_and_a_swapped_image_is_dropped_with_a_warning(folder):
-    entry = json.loads((folder / "ticket_config.json").read_text())["files"]["samples.png"]
-    assert entry["bytes"] == (folder / "samples.png").stat().st_size
+    entry = json.loads((folder / "ticket_config.json").read_text())["files"]["samples.webp"]
+    assert entry["bytes"] == (folder / "samples.webp").stat().st_size
     assert Ticket.from_pretrained(folder).samples is not None
-    rewrite(folder, "samples.png", _png_header(16, 16), fix_record=False)
-    with pytest.warns(UserWarning, match="samples.png could not be used .*changed after saving.*loading the ticket without it"):
+    rewrite(folder, "samples.webp", _png_header(16, 16), fix_record=False)
+    with pytest.warns(UserWarning, match="samples.webp could not be used .*changed after saving.*loading the ticket without it"):
         ticket = Ticket.from_pretrained(folder)
     assert ticket.samples is None and ticket.masks
 
 
 @pytest.mark.parametrize("recorded", [True, False], ids=["forged-manifest", "unrecorded"])
 def test_a_decompression_bomb_header_never_blocks_loading(folder, recorded):
-    rewrite(folder, "samples.png", _png_header(30000, 30000), fix_record=recorded)
+    rewrite(folder, "samples.webp", _png_header(30000, 30000), fix_record=recorded)
     if not recorded:  # a ticket saved before samples were hashed
-        edit_config(folder, lambda c: c["files"].pop("samples.png"))
+        edit_config(folder, lambda c: c["files"].pop("samples.webp"))
     began, peak = time.perf_counter(), _peak_rss_mib()
     with pytest.warns(UserWarning, match="30000x30000 pixels|900000000 pixels"):
         ticket = Ticket.from_pretrained(folder)
@@ -128,12 +128,12 @@ def test_a_decompression_bomb_header_never_blocks_loading(folder, recorded):
 
 
 def test_samples_are_optional_and_an_oversized_file_is_not_read(folder):
-    (folder / "samples.png").unlink()
+    (folder / "samples.webp").unlink()
     assert Ticket.from_pretrained(folder).samples is None
-    with open(folder / "samples.png", "wb") as f:
+    with open(folder / "samples.webp", "wb") as f:
         f.truncate(2**30)
-    edit_config(folder, lambda c: c["files"]["samples.png"].__setitem__("bytes", 2**30))
-    with pytest.warns(UserWarning, match="samples.png could not be used .*more than"):
+    edit_config(folder, lambda c: c["files"]["samples.webp"].__setitem__("bytes", 2**30))
+    with pytest.warns(UserWarning, match="samples.webp could not be used .*more than"):
         assert Ticket.from_pretrained(folder).samples is None
 
 

@@ -23,10 +23,10 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     import torch
     import lt_plugins as lt
-    from lt_plugins import _io, ticket as ticket_module
+    from lt_plugins import _io
 
     point, target = sys.argv[1], sys.argv[2]
-    real_rename, real_write = os.rename, ticket_module._write_file
+    real_rename, real_write = os.rename, _io.write_file
     calls = {"rename": 0, "write": 0}
 
     def rename(src, dst):
@@ -44,7 +44,7 @@ CHILD = textwrap.dedent(
         real_write(path, data)
 
     _io.os.rename = rename
-    ticket_module._write_file = write
+    _io.write_file = write
     model = lt.wrap(torch.nn.Linear(6, 4), lt.TicketConfig(density=0.25, seed=1))
     lt.Ticket.from_model(model).save_pretrained(target)
     """

@@ -12,7 +12,7 @@ from families import FAMILIES, FAMILY_IDS, Family
 from torch import nn
 
 import lt_plugins as lt
-from lt_plugins import ticket as ticket_module
+from lt_plugins import _io
 from lt_plugins.adapters import adapter_for, build_model, get_adapter, list_adapters
 from lt_plugins.masking import find_targets, is_wrapped, wrap_config
 from lt_plugins.ticket import Ticket, TicketError, pack_mask, unpack_mask
@@ -196,7 +196,7 @@ def test_properties_card_and_samples(tmp_path):
     assert set(ticket.masks) == set(lt.masks(model)) and all(m.dtype == torch.bool for m in ticket.masks.values())
     folder = ticket.save_pretrained(tmp_path / "t", repo_id="me/dcgan-25")
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["README.md", "masks.safetensors", "remainder.safetensors", "samples.png", "ticket_config.json"]
+    assert names == ["README.md", "masks.safetensors", "remainder.safetensors", "samples.webp", "ticket_config.json"]
 
     from huggingface_hub import ModelCard
     from PIL import Image
@@ -205,11 +205,11 @@ def test_properties_card_and_samples(tmp_path):
     assert {"lottery-ticket", "lt-plugins", "pruning"} <= set(card.data.tags)
     assert card.data.library_name == "lt-plugins" and card.data.metrics == ["fid"]
     assert 'lt.Ticket.from_pretrained("me/dcgan-25")' in card.text and "model = ticket.apply()" in card.text
-    assert "![samples](samples.png)" in card.text and "| fid | 40.1 |" in card.text
-    with Image.open(folder / "samples.png") as grid:  # 4 images of 32x32, 2 per row, 2 px padding
+    assert "![samples](samples.webp)" in card.text and "| fid | 40.1 |" in card.text
+    with Image.open(folder / "samples.webp") as grid:  # 4 images of 32x32, 2 per row, 2 px padding
         assert grid.size == (2 * 34 + 2, 2 * 34 + 2)
     config = json.loads((folder / "ticket_config.json").read_text())
-    assert config["format_version"] == 2 and config["base"] is None and config["masks"]["bit_order"] == "little"
+    assert config["format_version"] == 3 and config["base"] is None and config["masks"]["bit_order"] == "little"
     assert {"lt_plugins", "torch", "platform"} <= set(config["created_with"])
     assert Ticket.from_pretrained(folder).samples.size == (70, 70)
 
@@ -226,7 +226,7 @@ def test_mask_packing_is_one_bit_per_weight_lsb_first():
 
 
 def _fail_on_second_file(monkeypatch):
-    real, calls = ticket_module._write_file, []
+    real, calls = _io.write_file, []
 
     def failing(path, data):
         calls.append(path.name)
@@ -234,7 +234,7 @@ def _fail_on_second_file(monkeypatch):
             raise OSError("disk full (simulated)")
         real(path, data)
 
-    monkeypatch.setattr(ticket_module, "_write_file", failing)
+    monkeypatch.setattr(_io, "write_file", failing)
 
 
 def _snapshot(folder):
@@ -263,7 +263,7 @@ def test_a_failed_save_keeps_the_existing_ticket_intact(small_ticket, tmp_path, 
             other.save_pretrained(folder)
     assert _snapshot(folder) == before and [p.name for p in tmp_path.iterdir()] == ["t"]
 
-    real_rename, renames = ticket_module.os.rename, []
+    real_rename, renames = _io.os.rename, []
 
     def rename_fails_when_swapping_in(src, dst):  # the old ticket is moved aside, then this fails
         renames.append(dst)
@@ -272,7 +272,7 @@ def test_a_failed_save_keeps_the_existing_ticket_intact(small_ticket, tmp_path, 
         real_rename(src, dst)
 
     with monkeypatch.context() as patch:
-        patch.setattr(ticket_module.os, "rename", rename_fails_when_swapping_in)
+        patch.setattr(_io.os, "rename", rename_fails_when_swapping_in)
         with pytest.raises(OSError, match="rename failed"):
             other.save_pretrained(folder)
     assert _snapshot(folder) == before and [p.name for p in tmp_path.iterdir()] == ["t"]
@@ -360,3 +360,19 @@ def test_saved_ticket_is_readable_like_any_new_folder(tmp_path):
         os.umask(umask)
     assert folder.stat().st_mode & 0o777 == 0o755
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in folder.iterdir())
+
+
+def test_the_card_lists_only_scores_as_hub_metrics_with_formatted_numbers(tmp_path):
+    from huggingface_hub import ModelCard
+
+    metrics = {"fd": 12.3456789, "density": 0.28290000000000004, "coverage": 0.5, "feature_key": "ab12cd34",
+               "k": 5, "n_fake": 100, "n_real": 200, "seed": 0}
+    folder = Ticket.from_model(searched(BY_NAME["dcgan"]), metrics=metrics).save_pretrained(tmp_path / "t")
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.metrics == ["coverage", "density", "fd"]
+    (result,) = card.data.to_dict()["model-index"][0]["results"]
+    assert result["task"]["type"] == "unconditional-image-generation"
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {"coverage": 0.5, "density": 0.2829, "fd": 12.35}
+    assert "| density | 0.2829 |" in card.text and "0.28290000000000004" not in card.content
+    assert "Evaluated with: feature_key ab12cd34, k 5, n_fake 100, n_real 200, seed 0." in card.text
+    assert Ticket.from_pretrained(folder).metrics == metrics  # the manifest keeps every value as given

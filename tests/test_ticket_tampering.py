@@ -23,8 +23,18 @@ DCGAN = BY_NAME["dcgan"]
 
 @pytest.fixture
 def folder(tmp_path):
+    """A 10%-density ticket: its masks are rice coded."""
     model = searched(DCGAN)
     return Ticket.from_model(model).save_pretrained(tmp_path / "ticket")
+
+
+@pytest.fixture
+def packed_folder(tmp_path):
+    """A 50%-density ticket: its masks are stored as packed bits (coding does not pay there)."""
+    folder = Ticket.from_model(searched(DCGAN, density=0.5)).save_pretrained(tmp_path / "packed")
+    codings = {t["coding"]["name"] for t in json.loads((folder / "ticket_config.json").read_text())["targets"]}
+    assert codings == {"packbits"}
+    return folder
 
 
 def edit_config(folder, change):
@@ -101,33 +111,39 @@ def test_changed_file_is_refused_by_its_hash(folder):
         Ticket.from_pretrained(folder)
 
 
-def test_wrong_bit_count_is_refused(folder):
+def test_wrong_bit_count_is_refused(packed_folder):
+    folder = packed_folder
     rewrite_masks(folder, lambda t: t.__setitem__("main.3.weight", t["main.3.weight"][:-1].clone()))
     expected = r"'main\.3\.weight' holds 32760 bits .* 32768 weights, which need 4096 bytes"
     with pytest.raises(TicketError, match=expected):
         Ticket.from_pretrained(folder)
 
 
-def test_a_changed_kept_count_is_refused(folder):
-    def flip_one(t):
+@pytest.mark.parametrize("coding", ["rice", "packbits"])
+def test_a_changed_kept_count_is_refused(folder, packed_folder, coding):
+    folder = folder if coding == "rice" else packed_folder
+
+    def flip_one(t):  # in a rice stream: one unary bit, so one gap one longer
         t["main.9.weight"] = t["main.9.weight"].clone()
-        t["main.9.weight"][0] ^= 1
+        t["main.9.weight"][0] ^= 1 if coding == "packbits" else 2
 
     rewrite_masks(folder, flip_one)
-    with pytest.raises(TicketError, match=r"mask of 'main\.9\.weight' keeps \d+ weights, but ticket_config\.json"):
+    with pytest.raises(TicketError, match=r"mask of 'main\.9\.weight' (keeps \d+ weights, but ticket_config\.json|"
+                                          r"ends before|is \d+ bytes, but its)"):
         Ticket.from_pretrained(folder)
 
 
 def test_padding_bits_must_be_zero(tmp_path):
-    layer = lt.wrap(torch.nn.Linear(3, 3), lt.TicketConfig(density=0.5))  # 9 weights: 7 padding bits
+    layer = lt.wrap(torch.nn.Linear(7, 3), lt.TicketConfig(density=0.5))  # 21 weights: 3 padding bits
     folder = Ticket.from_model(layer).save_pretrained(tmp_path / "t")
+    assert json.loads((folder / "ticket_config.json").read_text())["targets"][0]["coding"] == {"name": "packbits"}
 
     def set_padding(t):
         t["weight"] = t["weight"].clone()
-        t["weight"][1] |= 0x80
+        t["weight"][2] |= 0x80
 
     rewrite_masks(folder, set_padding)
-    with pytest.raises(TicketError, match="bits set past its 9 weights"):
+    with pytest.raises(TicketError, match="bits set past its 21 weights"):
         Ticket.from_pretrained(folder)
 
 
@@ -137,9 +153,17 @@ def test_wrong_shapes_are_refused(folder):
     message = refused_at_apply(folder, r"Shape of 'main\.3\.weight' differs")
     assert "ticket (32, 64, 4, 4), model (64, 32, 4, 4)" in message
 
-    edit_config(folder, lambda c: c["targets"][1].__setitem__("shape", [64, 32, 4, 5]))  # more weights than bits
-    with pytest.raises(TicketError, match=r"'main\.3\.weight' holds \d+ bits"):
+    # More weights than the coded positions cover: the mask decodes, but keeps fewer than 10% of them.
+    edit_config(folder, lambda c: c["targets"][1].__setitem__("shape", [64, 32, 4, 5]))
+    with pytest.raises(TicketError, match=r"mask of 'main\.3\.weight' keeps 3277 weights, but density 0\.1 of its "
+                                          r"40960 keeps 4096"):
         Ticket.from_pretrained(folder)
+
+
+def test_more_weights_than_packed_bits_are_refused(packed_folder):
+    edit_config(packed_folder, lambda c: c["targets"][1].__setitem__("shape", [64, 32, 4, 5]))
+    with pytest.raises(TicketError, match=r"'main\.3\.weight' holds \d+ bits"):
+        Ticket.from_pretrained(packed_folder)
 
 
 def test_masks_that_disagree_with_the_density_are_refused(folder):
@@ -223,7 +247,7 @@ def test_a_failure_while_loading_undoes_everything(folder, monkeypatch):
     def broken(model):
         raise RuntimeError("crash after wrapping (simulated)")
 
-    monkeypatch.setattr(ticket_module, "current_masks", broken)
+    monkeypatch.setattr(ticket_module.rebuild, "current_masks", broken)
     model = fresh(DCGAN)
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(RuntimeError, match="simulated"):
