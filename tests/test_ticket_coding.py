@@ -57,7 +57,8 @@ def test_the_dcgan64_masks_code_and_decode_well_under_a_second():
     n = sum(m.numel() for m in masks.values())
     began = time.perf_counter()
     coded = {name: encode_mask(m) for name, m in masks.items()}
-    decoded = {name: decode_mask(d, tuple(masks[name].shape), int(masks[name].sum()), c) for name, (d, c) in coded.items()}
+    decoded = {name: decode_mask(data, tuple(masks[name].shape), int(masks[name].sum()), coding)
+               for name, (data, coding) in coded.items()}
     seconds = time.perf_counter() - began
     assert all(torch.equal(decoded[name], masks[name]) for name in masks)
     assert 8 * sum(d.numel() for d, _ in coded.values()) / n <= 0.5 and n > 3_500_000
@@ -120,3 +121,31 @@ def test_a_bad_coding_record_is_refused(tmp_path):
         path.write_text(json.dumps(config))
         with pytest.raises(TicketError, match=r"targets\[0\]\.'coding'"):
             Ticket.from_pretrained(folder)
+
+
+def test_a_search_made_dcgan64_ticket_is_25x_smaller_than_fp32_samples_included(tmp_path):
+    from safetensors.torch import save as save_safetensors
+
+    from lt_plugins.objectives import MomentMatching
+
+    class PixelFeatures(torch.nn.Module):  # a fixed random conv: features to match moments of
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=2)
+
+        def forward(self, x):
+            a = torch.relu(self.conv(x))
+            return [a, a.mean((2, 3))]
+
+    gen = lt.wrap(DCGANGenerator(nz=100, ngf=64, nc=3, image_size=64), lt.TicketConfig(density=0.1, seed=0))
+    real = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    search = lt.TicketSearch(gen, MomentMatching(PixelFeatures(), cache=False), latent_shape=(100, 1, 1),
+                             batch_size=8, progress=False, device="cpu")
+    ticket = search.run(real, steps=2)
+    assert ticket.samples is not None
+    folder = ticket.save_pretrained(tmp_path / "t")
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert 0 < sizes["samples.webp"] <= 40_000
+    fp32 = len(save_safetensors({k: v.float().contiguous() for k, v in lt.merge(ticket.apply()).state_dict().items()}))
+    assert fp32 / sum(sizes.values()) >= 25, sizes

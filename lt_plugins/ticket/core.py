@@ -23,38 +23,12 @@ from ..masking import weight_scales, wrap_config, wrapped_root
 from . import card, hub
 from .format import (
     BIT_ORDER, CARD_NAME, CONFIG_NAME, FORMAT, FORMAT_VERSION, KEPT_NAME, MASKS_NAME, OLD_SAMPLES_NAME,
-    REMAINDER_NAME, SAMPLES_NAME, TICKET_FILES, TicketError, _check_base, _check_names, _environment, _get,
-    _fail, _kept_limit, _load_tensors, _masks_limit, _parse_base, _parse_call, _parse_targets, _read_binary,
-    _read_config, decode_mask, dtype_name, encode_mask, expected_kept, file_entry,
+    REMAINDER_NAME, SAMPLES_NAME, TICKET_FILES, TicketError, _check_base, _check_metrics, _check_names,
+    _describe_objective, _environment, _fail, _get, _kept_limit, _load_tensors, _masks_limit, _parse_base,
+    _parse_call, _parse_targets, _read_binary, _read_config, decode_mask, dtype_name, encode_mask, expected_kept,
+    file_entry,
 )
 from .rebuild import _masked_entries, _original, _remainder, apply_ticket
-
-
-def _describe_objective(objective: Any) -> Any:
-    if objective is None or isinstance(objective, (str, int, float, bool)):
-        return objective
-    if hasattr(objective, "describe"):
-        objective = objective.describe()
-    elif not isinstance(objective, (dict, list)):
-        return {"name": type(objective).__name__}
-    try:
-        return json.loads(json.dumps(objective, allow_nan=False))
-    except (TypeError, ValueError) as err:
-        raise TicketError(f"objective {objective!r} cannot be stored as JSON ({err}); pass a dict of plain values.")
-
-
-def _check_metrics(metrics: Any) -> dict[str, Any]:
-    if metrics is None:
-        return {}
-    if not isinstance(metrics, dict) or not all(isinstance(k, str) for k in metrics):
-        raise TicketError(f"metrics must be a dict of name -> value, got {metrics!r}.")
-    try:
-        return json.loads(json.dumps(metrics, allow_nan=False))
-    except (TypeError, ValueError) as err:
-        raise TicketError(
-            f"metrics {metrics!r} cannot be stored as JSON ({err}); use finite numbers or strings."
-        ) from err
-
 
 
 class Ticket:

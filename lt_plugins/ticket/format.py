@@ -167,7 +167,9 @@ def check_coding(coding: Any, where: str) -> dict[str, Any]:
         symbol, k = coding.get("symbol"), coding.get("k")
         if symbol not in (0, 1) or isinstance(symbol, bool) or not isinstance(k, int) or isinstance(k, bool) \
                 or not 0 <= k <= MAX_RICE_K:
-            raise _fail(where, f"is a rice coding, which needs 'symbol' 0 or 1 and 'k' in 0..{MAX_RICE_K}; got {coding!r}.")
+            raise _fail(
+                where, f"is a rice coding, which needs 'symbol' 0 or 1 and 'k' in 0..{MAX_RICE_K}; got {coding!r}."
+            )
     return coding
 
 
@@ -257,6 +259,32 @@ def _environment() -> dict[str, str]:
         "platform": f"{platform.system()}-{platform.machine()}",
     }
 
+
+
+def _describe_objective(objective: Any) -> Any:
+    if objective is None or isinstance(objective, (str, int, float, bool)):
+        return objective
+    if hasattr(objective, "describe"):
+        objective = objective.describe()
+    elif not isinstance(objective, (dict, list)):
+        return {"name": type(objective).__name__}
+    try:
+        return json.loads(json.dumps(objective, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise TicketError(f"objective {objective!r} cannot be stored as JSON ({err}); pass a dict of plain values.")
+
+
+def _check_metrics(metrics: Any) -> dict[str, Any]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict) or not all(isinstance(k, str) for k in metrics):
+        raise TicketError(f"metrics must be a dict of name -> value, got {metrics!r}.")
+    try:
+        return json.loads(json.dumps(metrics, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise TicketError(
+            f"metrics {metrics!r} cannot be stored as JSON ({err}); use finite numbers or strings."
+        ) from err
 
 
 # ---------------------------------------------------------------------------------------------
