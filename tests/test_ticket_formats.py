@@ -30,3 +30,15 @@ def test_old_format_loads_applies_and_gives_its_recorded_images(version, tmp_pat
     with torch.no_grad():
         images = ticket.apply().eval()(expected["z"])
     assert torch.equal(images, expected["images"])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_old_ticket_saved_again_is_format_3_and_gives_the_same_images(version, tmp_path):
+    ticket = Ticket.from_pretrained(DATA / f"v{version}" / "ticket")
+    folder = ticket.save_pretrained(tmp_path / "again")
+    config = json.loads((folder / "ticket_config.json").read_text())
+    assert config["format_version"] == 3 and all("coding" in t for t in config["targets"])
+    assert (folder / "samples.webp").is_file() and not (folder / "samples.png").exists()
+    expected = load_file(DATA / f"v{version}" / "expected.safetensors")
+    with torch.no_grad():
+        assert torch.equal(Ticket.from_pretrained(folder).apply().eval()(expected["z"]), expected["images"])
