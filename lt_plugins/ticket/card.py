@@ -113,7 +113,13 @@ def thumbnail_bytes(image: Any) -> bytes:
 
 
 def read_samples(folder: Path, files: dict[str, Any], name: str = SAMPLES_NAME) -> Any:
-    """The sample image ``name`` as a PIL image, or None: it is optional, and a bad one is dropped with a warning."""
+    """The sample image ``name`` as a PIL image, or None: it is optional, and a bad one is dropped with a warning.
+
+    Example:
+        >>> import tempfile
+        >>> read_samples(Path(tempfile.mkdtemp()), {}) is None
+        True
+    """
     path = folder / name
     if not path.is_file():
         return None
@@ -151,7 +157,15 @@ def scores(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def render_card(ticket: Ticket, repo_id: str | None, samples_name: str | None) -> str:
-    """The model card (README.md) of ``ticket``, with ``repo_id`` in its loading snippet."""
+    """The model card (README.md) of ``ticket``, with ``repo_id`` in its loading snippet.
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> ticket = lt.Ticket.from_model(lt.wrap(torch.nn.Linear(4, 4)), metrics={"fd": 1.23456, "n_fake": 8})
+        >>> text = render_card(ticket, "me/linear", None)
+        >>> "| fd | 1.235 |" in text, "n_fake 8" in text, 'from_pretrained("me/linear")' in text
+        (True, True, True)
+    """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     family, cls = ticket.spec["family"], ticket.spec["class"]

@@ -27,7 +27,11 @@ def push_to_hub(
     commit_message: str | None = None,
     revision: str | None = None,
 ) -> Any:
-    """`Ticket.push_to_hub`: create ``repo_id`` if needed and upload the saved ticket in one commit."""
+    """`Ticket.push_to_hub`: create ``repo_id`` if needed and upload the saved ticket in one commit.
+
+    Example (needs a Hub and a token, so not run here):
+        >>> push_to_hub(ticket, "me/dcgan-10pct")  # doctest: +SKIP
+    """
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
@@ -76,7 +80,14 @@ def resolve_source(
     local_files_only: bool,
     force_download: bool,
 ) -> Path:
-    """The folder to read a ticket from: a local one (never the Hub for a local-looking path) or a Hub snapshot."""
+    """The folder to read a ticket from: a local one (never the Hub for a local-looking path) or a Hub snapshot.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> resolve_source(folder, None, None, None, False, False) == Path(folder)
+        True
+    """
     if looks_local(path_or_repo_id):
         folder = Path(path_or_repo_id).expanduser()
         if not wait_for_folder(folder):

@@ -31,7 +31,15 @@ SCORE_FLOOR = 0.01
 def apply_ticket(
     ticket: Ticket, model: nn.Module | None = None, *, merge: bool = False, allow_remote_code: bool = False
 ) -> nn.Module:
-    """`Ticket.apply`: wrap ``model`` (or one built from the spec), check it, load masks and remainder."""
+    """`Ticket.apply`: wrap ``model`` (or one built from the spec), check it, load masks and remainder.
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> gen = lt.wrap(torch.nn.Linear(4, 4), lt.TicketConfig(density=0.5))
+        >>> rebuilt = apply_ticket(lt.Ticket.from_model(gen), torch.nn.Linear(4, 4), merge=True)
+        >>> int((rebuilt.weight != 0).sum())
+        8
+    """
     if model is None:
         model = _fresh_model(ticket, allow_remote_code)
     mismatched = _check_model(ticket, model)
