@@ -370,6 +370,9 @@ def test_the_card_lists_only_scores_as_hub_metrics_with_formatted_numbers(tmp_pa
     folder = Ticket.from_model(searched(BY_NAME["dcgan"]), metrics=metrics).save_pretrained(tmp_path / "t")
     card = ModelCard.load(folder / "README.md")
     assert card.data.metrics == ["coverage", "density", "fd"]
+    # huggingface_hub parses the model-index back into results (a malformed one would not parse)
+    assert sorted((r.metric_type, r.metric_value) for r in card.data.eval_results) == [
+        ("coverage", 0.5), ("density", 0.2829), ("fd", 12.35)]
     (result,) = card.data.to_dict()["model-index"][0]["results"]
     assert result["task"]["type"] == "unconditional-image-generation"
     assert {m["type"]: m["value"] for m in result["metrics"]} == {"coverage": 0.5, "density": 0.2829, "fd": 12.35}
