@@ -459,7 +459,8 @@ class TicketSearch:
             if shape is None:
                 raise ValueError(
                     f"TicketSearch cannot tell the shape of the latents {type(family_model).__name__} takes; pass "
-                    "latent_dim=z_dim, or latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1)."
+                    "latent_dim=z_dim, or latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1) "
+                    "(CLI: --latent-shape 100 1 1)."
                 )
         self.call = LatentCall(shape, generate) if shape is not None else None
         self.generator = generator
