@@ -27,8 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sheet import sample_sheet
-
 import lt_plugins as lt
 from lt_plugins._io import atomic_path
 from lt_plugins.features import TimmFeatures, efficientnet_lite0
@@ -91,6 +89,7 @@ def run_one(real: torch.Tensor, dense: bool, steps: int, seed: int, loss_net, me
 
 def write_sheet(real: torch.Tensor, results: dict[str, dict], out: Path) -> Path:
     """One PNG: 64 real patches (a seeded pick) beside each trained variant's first seed."""
+    from sheet import sample_sheet  # benchmarks/ is on the path when the script runs
     pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:64]
     save_image_grid(real[pick], out / "paper_rgb_samples" / "real.png")
     grids = [("real patches", out / "paper_rgb_samples" / "real.png")]

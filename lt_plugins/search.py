@@ -12,6 +12,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import logging
 import math
 import os
 import warnings
@@ -27,8 +28,10 @@ from ._io import atomic_path
 from .adapters import adapter_for
 from .generate import Generate, LatentCall, as_latent_shape
 from .init import keyed_generator
-from .masking import is_wrapped, score_parameters, wrapped_root
+from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
 from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # 2 added "run" (what the run was) and "sha256" (of the content); see _save_checkpoint.
@@ -452,14 +455,15 @@ class TicketSearch:
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an lt_plugins Objective (e.g. lt.MomentMatching), got {type(objective).__name__}.")
         family_model = generator if dense else wrapped_root(generator)
-        adapter = adapter_for(family_model)
+        adapter = adapter_for(family_model, None if dense else wrap_config(family_model).family)
         shape = as_latent_shape(latent_shape, latent_dim)
         if shape is None and not self.takes_model:
             shape = adapter.latent_shape(family_model)
             if shape is None:
                 raise ValueError(
                     f"TicketSearch cannot tell the shape of the latents {type(family_model).__name__} takes; pass "
-                    "latent_dim=z_dim, or latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1)."
+                    "latent_dim=z_dim, or latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1) "
+                    "(CLI: --latent-shape 100 1 1)."
                 )
         self.call = LatentCall(shape, generate) if shape is not None else None
         self.generator = generator
@@ -467,6 +471,8 @@ class TicketSearch:
         self.batch_size = batch_size
         if lr is None:
             lr = adapter.dense_lr if dense else adapter.search_lr
+            logger.info("TicketSearch: Adam lr %g for the %s, the %s family's default (lr= to change it)",
+                        lr, "weights" if dense else "scores", adapter.family)
         self.lr = lr
         self.betas = betas
         self.dense = dense
@@ -686,6 +692,8 @@ class TicketSearch:
         if not self.takes_model:  # such an objective checks the model against the data itself
             self._check_shapes(model, real, accelerator.device)
         self.objective.prepare(real, accelerator.device)
+        if self.takes_model and hasattr(self.objective, "check_model"):  # e.g. a UNet's unet(x_t, t) call
+            self.objective.check_model(model)
 
         optimizer = torch.optim.Adam(self._trainable(), lr=self.lr, betas=self.betas)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)

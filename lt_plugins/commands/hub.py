@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..adapters import get_adapter
+from ..generate import latent_sample
 from ..ticket import Ticket, TicketError, image_grid
+from .search import add_generator_options, applied_ticket
 
 _TOKEN_HELP = "Hugging Face token; default: HF_TOKEN or the stored `hf auth login`."
 
@@ -60,11 +61,9 @@ def sample_command(args: argparse.Namespace) -> Path:
     """Rebuild the ticket's model from its spec and write a grid of ``args.n`` samples to ``args.out``."""
     if args.n < 1:
         raise TicketError(f"--n {args.n}: ask for at least one sample.")
-    ticket = Ticket.from_pretrained(args.ticket, revision=args.revision, token=args.token)
-    adapter = get_adapter(ticket.spec["family"])
     device = _device(args.device)
-    model = ticket.apply().to(device).eval()
-    images = adapter.sample(model, args.n, generator=torch.Generator().manual_seed(args.seed), device=device)
+    ticket, generator, call = applied_ticket(args, device)
+    images = latent_sample(generator, call, args.n, torch.Generator().manual_seed(args.seed), device)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images).save(out)
@@ -159,5 +158,6 @@ def add_sample(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available).")
     parser.add_argument("--revision", default=None, help="Branch, tag or commit sha of a Hub ticket.")
     parser.add_argument("--token", default=None, help=_TOKEN_HELP)
+    add_generator_options(parser)
     parser.set_defaults(func=sample_command)
     return parser
