@@ -75,3 +75,9 @@ def test_eval_and_sample_a_diffusers_ticket(tmp_path, capsys):
     grid = tmp_path / "unet.png"
     assert main(["sample", str(tmp_path / "unet"), "--n", "4", "--out", str(grid), "--device", "cpu"]) == 0
     assert grid.stat().st_size > 0
+
+
+def test_constructor_arguments_that_do_not_build_the_model_get_one_clear_line(tmp_path, capsys):
+    assert main(["search", "--model-kwargs", '{"nz": -1}', "--out", str(tmp_path / "o"), *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert "--model-kwargs {'nz': -1} do not build DCGANGenerator" in err and "Traceback" not in err
