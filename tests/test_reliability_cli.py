@@ -6,11 +6,13 @@ import re
 
 import pytest
 import torch
-from test_cli import TINY, untrained_feature_net  # noqa: F401 - the fixture, autouse here too
+from test_cli import TINY
 
 import lt_plugins as lt
 from lt_plugins.cli import build_parser, main
 from lt_plugins.ticket import Ticket, TicketError
+
+pytestmark = pytest.mark.usefixtures("untrained_feature_net")  # tests/conftest.py
 
 
 def _one_error_line(capsys) -> str:
