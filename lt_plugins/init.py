@@ -65,7 +65,8 @@ def constructor_scale(weight: torch.Tensor, fan: float) -> float | None:
     StyleGAN2's equalized learning rate stores N(0, 1) weights and multiplies them by
     ``1/sqrt(fan_in)`` in ``forward``; a mapping network with ``lr_multiplier=0.01`` stores
     N(0, 100²) and multiplies by ``0.01/sqrt(fan_in)``. No usual initialiser (PyTorch's default,
-    Kaiming, Xavier, DCGAN's N(0, 0.02²)) puts a weight more than about 2x above ``1/sqrt(fan_in)``,
+    Kaiming, Xavier, DCGAN's N(0, 0.02²)) puts a weight more than about 2x above ``1/sqrt(fan_in)``
+    (counted as they count it),
     while such layers sit at ``sqrt(fan_in)`` times it or more. So a constructor's weight whose
     standard deviation exceeds `RUNTIME_GAIN_EVIDENCE` times ``1/sqrt(fan_in)`` is taken to be
     rescaled at run time, and its seeded draw takes the constructor's scale in place of
@@ -83,7 +84,10 @@ def constructor_scale(weight: torch.Tensor, fan: float) -> float | None:
     if weight.numel() < 2 or not weight.is_floating_point():
         return None
     std = float(weight.detach().float().std())
-    if not math.isfinite(std) or std * math.sqrt(fan) <= RUNTIME_GAIN_EVIDENCE:
+    # torch's own initialisers count a transposed convolution's fan-in as out * prod(k): its
+    # default init is not a run-time gain either.
+    torch_fan = nn.init._calculate_fan_in_and_fan_out(weight)[0] if weight.ndim >= 2 else fan
+    if not math.isfinite(std) or std * math.sqrt(min(fan, torch_fan)) <= RUNTIME_GAIN_EVIDENCE:
         return None
     return float(f"{std:.4g}")
 

@@ -742,6 +742,18 @@ def wrap_config(model: nn.Module) -> TicketConfig:
     return getattr(wrapped_root(model), _STATE_ATTR).config
 
 
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own before its parametrizations are removed.
+
+    torch makes one ``Parametrized<Class>`` per parametrized module and removing a parametrization
+    deletes the property from that class; ``copy.deepcopy`` shares the class between the copy and
+    the original, so merging a copy used to strip ``weight`` from the original as well.
+    """
+    cls = type(module)
+    namespace = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, namespace)
+
+
 def _remove_masks(model: nn.Module, keep_masked_values: bool) -> nn.Module:
     state = getattr(model, _STATE_ATTR, None)
     if state is None:
@@ -749,6 +761,7 @@ def _remove_masks(model: nn.Module, keep_masked_values: bool) -> nn.Module:
     for module in list(model.modules()):
         if not parametrize.is_parametrized(module):
             continue
+        _own_class(module)
         for param_name in list(module.parametrizations.keys()):
             if any(isinstance(p, ScoreMask) for p in module.parametrizations[param_name]):
                 parametrize.remove_parametrizations(module, param_name, leave_parametrized=keep_masked_values)

@@ -3,20 +3,24 @@
 `frechet_distance` is FID's formula; it is only "FID" with Inception-v3 features, so
 `evaluate` reports it as ``fd`` together with the feature network and the sample counts
 it used. `prdc` gives precision, recall, density and coverage (Naeem et al., 2020) with
-k-nearest-neighbour balls, computed in chunks so 10k × 10k fits in memory.
-(torchmetrics would add a dependency for ~60 lines and its FID defaults to Inception
-weights fetched at run time; scipy, already needed, is enough.)
+k-nearest-neighbour balls, computed in chunks so 10k × 10k fits in memory. Both run
+with any feature network and need nothing beyond scipy and torch. For figures that can be
+set beside published ones, `inception_metrics` computes Inception FID and KID through
+torchmetrics and torch-fidelity, the optional ``[fid]`` extra, with the standard
+FID-Inception weights.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .data import load_images
+from .data import iter_batches, load_images
 from .features import feature_key
 from .generate import LatentCall, as_latent_shape
 
@@ -150,8 +154,11 @@ def evaluate(
     `lt_plugins.generate.LatentCall`, which a ticket records). Both
     networks run in eval mode on ``device`` (default: the generator's) and get their
     modes back afterwards. ``real_images`` is anything `load_images` reads (e.g.
-    ``"mnist"``), resized to the generated images' size and channels. Features are
-    ``feature_net(x)[-1].flatten(1)``. The result names the feature network and its
+    ``"mnist"``), resized to the generated images' size and channels; a folder too big
+    for memory is read from disk batch by batch. Features are the network's last output,
+    ``feature_net(x)[-1]``, flattened when it is a vector per image and averaged over its
+    pixels when it is a map (a timm backbone's last stage: one value per channel, as FID's
+    pooled Inception features). The result names the feature network and its
     `feature_key`, and the sample counts, since the numbers mean nothing without them.
 
     Example:
@@ -167,40 +174,32 @@ def evaluate(
     """
     if n < k + 1 or batch_size < 1:
         raise ValueError(f"n={n} must exceed k={k} and batch_size={batch_size} must be >= 1.")
-    shape = as_latent_shape(latent_shape, latent_dim)
-    if shape is None:
-        raise ValueError("evaluate() needs the latents' shape: latent_dim=d, or latent_shape=(...) (a ticket's .call has it).")
-    call = LatentCall(shape, generate)
+    call = latent_call(latent_dim, latent_shape, generate)
     device = torch.device(device) if device is not None else next(generator.parameters(), torch.empty(0)).device
     modes = [(m, m.training) for m in (*generator.modules(), *feature_net.modules())]
     generator.to(device).eval()
     feature_net.to(device).eval()
-    # Generators that draw their own noise (StyleGAN's per-pixel noise) get it from the
-    # seed too, without disturbing the caller's random state.
-    forked = [device] if device.type == "cuda" else []
     try:
-        z = call.latents(n, torch.Generator().manual_seed(seed))
         batches = []
-        with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(seed)
-            for i in range(0, n, batch_size):
-                fake = call(generator, z[i : i + batch_size].to(device))
-                batches.append(feature_net(fake)[-1].flatten(1).double())
+        for fake in generated(generator, call, n, batch_size, device, seed):
+            batches.append(embed(feature_net, fake))
         fake_feats = torch.cat(batches)
         real = load_images(real_images, image_size=fake.shape[-1], channels=fake.shape[1])
-        real_feats = torch.cat(
-            [feature_net(real[i : i + batch_size].to(device))[-1].flatten(1).double()
-             for i in range(0, len(real), batch_size)]
-        )
+        # PRDC compares equal-sized sets (as Naeem et al. do) and costs O(n_real^2): a seeded
+        # subset of n reals. The Fréchet distance uses every real image, through running
+        # sums, so a folder streamed from disk is never held as features either.
+        subset = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+        real_stats, real_subset = _real_statistics(feature_net, real, subset, batch_size, device)
     finally:
         for module, mode in modes:
             module.training = mode
-    # PRDC compares equal-sized sets (as Naeem et al. do) and costs O(n_real^2): a seeded
-    # subset of n reals; the Fréchet distance uses every real image.
-    subset = torch.randperm(len(real_feats), generator=torch.Generator().manual_seed(seed))[:n]
+    fake_feats = _as_rows(fake_feats, "fake_feats")
+    fake_mean = fake_feats.mean(0)
+    centred = fake_feats - fake_mean
+    fake_cov = centred.T @ centred / (fake_feats.shape[0] - 1)
     return {
-        "fd": frechet_distance(real_feats, fake_feats),
-        **prdc(real_feats[subset], fake_feats, k=k),
+        "fd": frechet_distance_from_stats(*real_stats, fake_mean, fake_cov),
+        **prdc(real_subset, fake_feats, k=k),
         "n_fake": n,
         "n_real": real.shape[0],
         "n_real_prdc": len(subset),
@@ -209,6 +208,183 @@ def evaluate(
         "k": k,
         "seed": seed,
     }
+
+
+@torch.no_grad()
+def inception_metrics(
+    generator: nn.Module,
+    real_images: Any,
+    n: int = 10000,
+    *,
+    latent_dim: int | None = None,
+    latent_shape: tuple[int, ...] | None = None,
+    generate: Any = None,
+    weights: str | Path | None = None,
+    batch_size: int = 100,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+) -> dict[str, Any]:
+    """Inception FID and KID of ``n`` generated vs the real images, by torchmetrics.
+
+    This needs the ``[fid]`` extra (``pip install 'lt-plugins[fid]'``). The network is
+    torch-fidelity's FID-Inception (``inception-v3-compat``, pool features, 2048 values),
+    the one published FIDs use. Its weights come from the file ``weights``
+    (``weights-inception-2015-12-05-6726825d.pth``). Without one, torch-fidelity's usual place
+    is used: the torch hub cache, downloaded into when online. Offline with no file, it
+    stops with a message. Images in [-1, 1] become uint8 ``round((x + 1) * 127.5)``, and
+    grey images get 3 channels. The real images are read like `evaluate` reads them, and
+    a folder is streamed. The latents and batches are as in `evaluate`. KID is the mean
+    (and std) over ``kid_subsets`` subsets of ``min(kid_subset_size, n, n_real)``.
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/inception.pth"   # random weights stand in for the real file
+        >>> torch.save(_random_fid_inception_state(), path)
+        >>> gen = nn.Sequential(nn.Linear(4, 3 * 8 * 8), nn.Tanh(), nn.Unflatten(1, (3, 8, 8)))
+        >>> out = inception_metrics(gen, torch.rand(4, 3, 8, 8) * 2 - 1, n=4, latent_dim=4, weights=path)
+        >>> sorted(out)
+        ['feature_net', 'fid', 'kid', 'kid_std', 'n_fake', 'n_real', 'seed', 'weights']
+    """
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
+    except ImportError:
+        raise ImportError(
+            "inception_metrics needs torchmetrics and torch-fidelity: pip install 'lt-plugins[fid]'."
+        ) from None
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"FID-Inception weights file {str(weights)!r} does not exist; check the path.")
+    device = torch.device(device) if device is not None else next(generator.parameters(), torch.empty(0)).device
+    try:
+        fid = FrechetInceptionDistance(
+            feature=2048, feature_extractor_weights_path=None if weights is None else str(weights)
+        ).to(device)
+    except OSError as error:  # torch.hub's download: no network, or no cached file
+        raise FileNotFoundError(
+            f"cannot load the FID-Inception weights ({type(error).__name__}: {error}). Offline, pass "
+            "weights='/path/to/weights-inception-2015-12-05-6726825d.pth' (torch-fidelity's file), or "
+            "put it in the torch hub cache's checkpoints folder."
+        ) from error
+    # The library's network embeds each image once; both metrics then take the features
+    # (their "custom model" is the identity).
+    inception, fid.inception = fid.inception, nn.Identity()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save all extracted features")
+        kid = KernelInceptionDistance(feature=nn.Identity(), subsets=kid_subsets, subset_size=kid_subset_size)
+    modes = [(m, m.training) for m in generator.modules()]
+    generator.to(device).eval()
+    try:
+        for fake in generated(generator, latent_call(latent_dim, latent_shape, generate), n, batch_size, device, seed):
+            feats = inception(_as_uint8_rgb(fake)).double()
+            fid.update(feats, real=False)
+            kid.update(feats.cpu(), real=False)
+        real = load_images(real_images, image_size=fake.shape[-1], channels=3)
+        for batch in iter_batches(real, batch_size, progress="real Inception features"):
+            feats = inception(_as_uint8_rgb(batch.to(device))).double()
+            fid.update(feats, real=True)
+            kid.update(feats.cpu(), real=True)
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    kid.subset_size = min(kid_subset_size, n, real.shape[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # KID draws its subsets from the global generator
+        kid_mean, kid_std = kid.compute()
+    return {
+        "fid": float(fid.compute()),
+        "kid": float(kid_mean),
+        "kid_std": float(kid_std),
+        "n_fake": n,
+        "n_real": real.shape[0],
+        "feature_net": "inception-v3-compat (torch-fidelity)",
+        "weights": str(weights) if weights is not None else "torch-fidelity default",
+        "seed": seed,
+    }
+
+
+def _as_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
+    images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _random_fid_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A randomly initialised FID-Inception state dict: test plumbing without the real file."""
+    from torch_fidelity import feature_extractor_inceptionv3 as module
+
+    cls = module.FeatureExtractorInceptionV3
+    load, fetch = cls.load_state_dict, module.load_state_dict_from_url
+    cls.load_state_dict = lambda self, *args, **kwargs: None  # keep the random init
+    module.load_state_dict_from_url = lambda *args, **kwargs: {}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls("inception-v3-compat", ["2048"]).state_dict()
+    finally:
+        cls.load_state_dict, module.load_state_dict_from_url = load, fetch
+
+
+def _real_statistics(
+    feature_net: nn.Module, real: Any, subset: torch.Tensor, batch_size: int, device: torch.device
+) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """((mean, unbiased covariance) of all real features, the rows of ``subset`` in its order),
+    in one pass holding one batch of features at a time."""
+    if real.shape[0] < 2:
+        raise ValueError(f"real_images has {real.shape[0]} image(s); a covariance needs at least 2.")
+    position = torch.full((real.shape[0],), -1, dtype=torch.long)
+    position[subset] = torch.arange(len(subset))
+    kept: torch.Tensor | None = None
+    count, shift, total, outer = 0, None, None, None
+    start = 0
+    for batch in iter_batches(real, batch_size, progress="real features"):
+        feats = embed(feature_net, batch.to(device)).cpu()
+        if shift is None:  # sums around a first estimate of the mean keep float64 exact
+            shift = feats.mean(0)
+            total, outer = torch.zeros_like(shift), torch.zeros(len(shift), len(shift), dtype=torch.float64)
+            kept = torch.empty(len(subset), feats.shape[1], dtype=torch.float64)
+        rows = feats - shift
+        total += rows.sum(0)
+        outer += rows.T @ rows
+        count += len(feats)
+        here = position[start : start + len(feats)]
+        kept[here[here >= 0]] = feats[here >= 0]
+        start += len(feats)
+    if not torch.isfinite(total).all():
+        raise ValueError("real features contain NaN or inf; check the real images and the feature network.")
+    mean = total / count
+    cov = (outer - count * torch.outer(mean, mean)) / (count - 1)
+    return (mean + shift, cov), kept
+
+
+def latent_call(latent_dim: int | None, latent_shape: Any, generate: Any) -> LatentCall:
+    """The `LatentCall` of a metric's ``latent_dim`` / ``latent_shape`` / ``generate`` arguments."""
+    shape = as_latent_shape(latent_shape, latent_dim)
+    if shape is None:
+        raise ValueError("The metrics need the latents' shape: latent_dim=d, or latent_shape=(...) (a ticket's .call has it).")
+    return LatentCall(shape, generate)
+
+
+def generated(
+    generator: nn.Module, call: LatentCall, n: int, batch_size: int, device: torch.device, seed: int
+) -> Iterator[torch.Tensor]:
+    """``n`` generated images in batches, from latents ``N(0, 1)`` drawn on a CPU
+    ``torch.Generator(seed)`` and turned into images by ``call``; noise the generator draws
+    itself (StyleGAN's per-pixel noise) comes from the seed too, without touching the
+    caller's random state."""
+    forked = [device] if torch.device(device).type == "cuda" else []
+    z = call.latents(n, torch.Generator().manual_seed(seed))
+    with torch.no_grad(), torch.random.fork_rng(devices=forked):
+        torch.manual_seed(seed)
+        for i in range(0, n, batch_size):
+            yield call(generator, z[i : i + batch_size].to(device))
+
+
+def embed(feature_net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``(N, D)`` float64 metric features: the last output of ``feature_net``, flattened,
+    or averaged over its pixels when it is a feature map."""
+    last = feature_net(images)[-1]
+    return (last.mean((2, 3)) if last.ndim == 4 else last.flatten(1)).double()
 
 
 def _as_float64(x: ArrayLike) -> torch.Tensor:

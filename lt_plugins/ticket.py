@@ -26,10 +26,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import platform
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -45,7 +45,7 @@ from torch.nn.utils import parametrize
 
 from .adapters import adapter_for, build_model, check_spec, get_adapter
 from .adapters.base import class_path
-from ._io import set_default_mode
+from ._io import atomic_folder, wait_for_folder
 from .base_model import BaseModel, ticket_base
 from .config import TicketConfig
 from .generate import LatentCall
@@ -70,6 +70,15 @@ BIT_ORDER = "little"
 # score positive, so a search continued from an applied ticket has a gradient sign everywhere.
 SCORE_FLOOR = 0.01
 MAX_CONFIG_BYTES = 64 * 2**20
+# Bounds on what a loaded ticket may make this process read or allocate (see docs/reliability.md).
+MAX_FILE_BYTES = int(os.environ.get("LT_PLUGINS_MAX_TICKET_FILE_BYTES", 16 * 2**30))
+MAX_SAMPLES_BYTES = 32 * 2**20
+MAX_SAMPLES_PIXELS = 8192 * 8192
+SAFETENSORS_HEADER_ALLOWANCE = 4096  # bytes of safetensors header per tensor, and once for the file
+MAX_MODEL_VALUES = int(os.environ.get("LT_PLUGINS_MAX_MODEL_VALUES", 2**31))
+MAX_SPEC_ITEMS = 4096  # numbers, strings and containers in a model spec's config
+
+logger = logging.getLogger(__name__)
 
 
 class TicketError(ValueError):
@@ -252,12 +261,14 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _write_folder(target: str | os.PathLike, files: dict[str, bytes]) -> Path:
-    """Write ``files`` into a new folder beside ``target``, then swap it into place.
+    """Write ``files`` into a new folder beside ``target``, then swap it into place (`lt_plugins._io.atomic_folder`).
 
-    The folder at ``target`` is at every moment the old ticket, the new one, or (only between
-    two renames) absent with the old one kept under a hidden name -- never half of either.
+    The folder at ``target`` is at every moment the old ticket or the new one, never half of
+    either; a save killed between its two renames leaves the old ticket aside, put back by
+    the next save or load, and stale temporary folders are removed by the next save.
     """
     target = Path(target)
+    wait_for_folder(target)  # puts back a ticket a killed save left aside, so it is checked below
     if target.exists():
         if not target.is_dir():
             raise TicketError(f"{target} is a file; save a ticket to a folder path.")
@@ -267,29 +278,10 @@ def _write_folder(target: str | os.PathLike, files: dict[str, bytes]) -> Path:
                 f"{target} holds files that are not part of a ticket ({foreign[:5]}); saving replaces the whole "
                 "folder, so choose a new folder or one that holds only a ticket."
             )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".saving", dir=target.parent))
-    set_default_mode(staging)
-    try:
+    with atomic_folder(target) as staging:
         for name, data in files.items():
             _write_file(staging / name, data)
-        if not target.exists():
-            os.rename(staging, target)
-            return target
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        try:
-            os.rename(target, old / "ticket")
-            try:
-                os.rename(staging, target)
-            except BaseException:
-                os.rename(old / "ticket", target)
-                raise
-        finally:
-            if target.exists():  # else the old ticket stays under ``old`` rather than being lost
-                shutil.rmtree(old, ignore_errors=True)
-        return target
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -344,14 +336,28 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def _read_binary(folder: Path, name: str, files: dict[str, Any]) -> bytes:
+def _read_binary(folder: Path, name: str, files: dict[str, Any], limit: int | None = None) -> bytes:
+    """The bytes of ``folder/name``, after its size on disk matched the manifest (and ``limit``): bounded reads."""
     entry = files.get(name)
     if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)):
         raise _fail(f"'files'[{name!r}]", "is missing or malformed; it must give the file's bytes and sha256.")
     path = folder / name
     if not path.is_file():
         raise TicketError(f"{folder} has no {name}; the ticket is incomplete (download or copy it again).")
-    data = path.read_bytes()
+    limit = MAX_FILE_BYTES if limit is None else min(limit, MAX_FILE_BYTES)
+    if not 0 <= entry["bytes"] <= limit:
+        raise _fail(
+            f"'files'[{name!r}]", f"says {entry['bytes']} bytes, more than this ticket's {name} can hold ({limit}); "
+            "the config was edited or is corrupt."
+        )
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise TicketError(
+            f"{name} is {size} bytes, but {CONFIG_NAME} says {entry['bytes']}: the file was cut short or "
+            "changed after saving. Download or copy the ticket again."
+        )
+    with open(path, "rb") as f:
+        data = f.read(entry["bytes"] + 1)  # one byte more shows a file that grew since stat
     if len(data) != entry["bytes"]:
         raise TicketError(
             f"{name} is {len(data)} bytes, but {CONFIG_NAME} says {entry['bytes']}: the file was cut short or "
@@ -363,6 +369,41 @@ def _read_binary(folder: Path, name: str, files: dict[str, Any]) -> bytes:
             "after saving. Download or copy the ticket again."
         )
     return data
+
+
+def _masks_limit(targets: list[dict[str, Any]]) -> int:
+    """The most bytes a masks file for ``targets`` can take: the packed bits plus a generous header."""
+    return sum((math.prod(t["shape"]) + 7) // 8 for t in targets) + SAFETENSORS_HEADER_ALLOWANCE * (1 + len(targets))
+
+
+def _kept_limit(targets: list[dict[str, Any]]) -> int:
+    """The most bytes a kept-weights file for ``targets`` can take: 8 bytes a kept value at most, plus headers."""
+    return sum(8 * t["kept"] for t in targets) + SAFETENSORS_HEADER_ALLOWANCE * (1 + len(targets))
+
+
+def _read_samples(folder: Path, files: dict[str, Any]) -> Any:
+    """The sample grid as a PIL image, or None: it is optional, and a bad one is dropped with a warning."""
+    path = folder / SAMPLES_NAME
+    if not path.is_file():
+        return None
+    from PIL import Image
+
+    try:
+        if SAMPLES_NAME in files:
+            data = _read_binary(folder, SAMPLES_NAME, files, MAX_SAMPLES_BYTES)
+        elif path.stat().st_size <= MAX_SAMPLES_BYTES:  # a ticket saved before samples were hashed
+            data = path.read_bytes()
+        else:
+            raise TicketError(f"it is {path.stat().st_size} bytes, more than {MAX_SAMPLES_BYTES}")
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_SAMPLES_PIXELS:
+                raise TicketError(f"it claims {width}x{height} pixels, more than {MAX_SAMPLES_PIXELS}")
+            image.load()
+            return image.copy()
+    except Exception as err:  # decoration, never a reason to refuse a ticket (PIL raises many kinds)
+        warnings.warn(f"{path} could not be used ({' '.join(str(err).split())[:200]}); loading the ticket without it.")
+        return None
 
 
 def _load_tensors(name: str, data: bytes) -> dict[str, torch.Tensor]:
@@ -672,6 +713,10 @@ class Ticket:
         }
         if self.kept_weights is not None:
             files[KEPT_NAME] = save_safetensors({n: t.contiguous() for n, t in self.kept_weights.items()})
+        if self.samples is not None:  # hashed like the rest, so that a swapped image is noticed
+            buffer = io.BytesIO()
+            self.samples.save(buffer, format="PNG")
+            files[SAMPLES_NAME] = buffer.getvalue()
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -701,10 +746,6 @@ class Ticket:
             "metrics": self.metrics,
         }
         files[CONFIG_NAME] = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
-        if self.samples is not None:
-            buffer = io.BytesIO()
-            self.samples.save(buffer, format="PNG")
-            files[SAMPLES_NAME] = buffer.getvalue()
         files[CARD_NAME] = self._card(repo_id).encode()
         return files
 
@@ -733,6 +774,7 @@ class Ticket:
         *,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        force_download: bool = False,
     ) -> Ticket:
         """Load a ticket from a local folder, or from the Hub (through the huggingface_hub cache).
 
@@ -742,6 +784,13 @@ class Ticket:
             token: Hub token; default: ``HF_TOKEN`` or the stored login. False sends none.
             cache_dir: huggingface_hub cache to use instead of the default one.
             local_files_only: only look in the cache, never on the network.
+            force_download: download the Hub files again even if cached (e.g. after a
+                "changed or corrupted" error from a damaged cache blob).
+
+        A path that looks local -- a ``pathlib.Path``, a string starting with ``./``, ``../``,
+        ``/`` or ``~``, one whose parent folder exists here, or any existing path -- is only
+        ever read from disk: when it is missing the error names it, and the Hub is never asked.
+        Each load logs at INFO level where the ticket came from (the folder, or repo@commit).
 
         A Hub repo is fetched with ``huggingface_hub.snapshot_download``, which honours
         ``HF_HUB_OFFLINE`` (cached files only), ``HF_ENDPOINT``, ``HF_TOKEN`` and the stored
@@ -754,15 +803,8 @@ class Ticket:
             >>> Ticket.from_pretrained(folder).spec["class"]
             'torch.nn.modules.linear.Linear'
         """
-        folder = Path(path_or_repo_id)
-        if folder.is_dir():
-            if revision is not None:
-                warnings.warn(f"revision={revision!r} is ignored: {folder} is a local folder.", stacklevel=2)
-        elif folder.exists():
-            raise TicketError(f"{folder} is a file; pass the ticket's folder or a Hub repo id.")
-        else:
-            folder = Path(_download(str(path_or_repo_id), revision, token, cache_dir, local_files_only))
-        ticket = cls._load(folder)
+        folder = _resolve_source(path_or_repo_id, revision, token, cache_dir, local_files_only, force_download)
+        ticket = _load_settled(cls, folder)
         ticket.path = folder
         return ticket
 
@@ -780,7 +822,7 @@ class Ticket:
         portable = _get(data, "portable", bool)
         base = _parse_base(data)
 
-        packed = _load_tensors(MASKS_NAME, _read_binary(folder, MASKS_NAME, files))
+        packed = _load_tensors(MASKS_NAME, _read_binary(folder, MASKS_NAME, files, _masks_limit(targets)))
         _check_names(f"{MASKS_NAME} and {CONFIG_NAME} targets", set(packed), {t["name"] for t in targets}, "the config")
         masks = {}
         for t in targets:
@@ -792,17 +834,11 @@ class Ticket:
                 )
             masks[t["name"]] = mask
         remainder = _load_tensors(REMAINDER_NAME, _read_binary(folder, REMAINDER_NAME, files))
-        kept = _load_tensors(KEPT_NAME, _read_binary(folder, KEPT_NAME, files)) if portable else None
+        kept = None
+        if portable:
+            kept = _load_tensors(KEPT_NAME, _read_binary(folder, KEPT_NAME, files, _kept_limit(targets)))
 
-        samples = None
-        if (folder / SAMPLES_NAME).is_file():
-            from PIL import Image
-
-            try:
-                with Image.open(folder / SAMPLES_NAME) as image:
-                    samples = image.copy()
-            except OSError as err:  # the sample grid is decoration: never a reason to refuse a ticket
-                warnings.warn(f"{folder / SAMPLES_NAME} could not be read ({err}); loading the ticket without it.")
+        samples = _read_samples(folder, files)
         return cls(
             spec,
             config,
@@ -904,7 +940,9 @@ class Ticket:
             )
         try:
             if self.base is not None:
+                logger.info("Loading the pretrained base of the ticket: %s", self.base)
                 return get_adapter(self.spec["family"]).load_base(self.spec, self.base)
+            _check_spec_before_building(self, allow_remote_code)
             return build_model(self.spec, allow_remote_code=allow_remote_code)
         except ValueError as err:
             raise TicketError(str(err)) from err
@@ -1145,8 +1183,161 @@ class Ticket:
         )
 
 
+def _check_spec_values(value: Any, where: str, budget: list[int]) -> None:
+    """Types and ranges of a model spec's config: plain JSON, sizes never negative, finite numbers, bounded."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TicketError(f"model spec config has more than {MAX_SPEC_ITEMS} values; it is not a model config.")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if value < 0:
+            raise TicketError(
+                f"model spec {where} is {value}: sizes and counts cannot be negative. The ticket's {CONFIG_NAME} "
+                "was edited or is corrupt; download or copy it again, or pass the model to apply(model)."
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise TicketError(f"model spec {where} is {value}; a model config holds finite numbers.")
+    elif isinstance(value, str):
+        if len(value) > 1024:
+            raise TicketError(f"model spec {where} is a string of {len(value)} characters; not a model config value.")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_spec_values(item, f"{where}[{i}]", budget)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_spec_values(item, f"{where}.{key}", budget)
+    else:
+        raise TicketError(f"model spec {where} is a {type(value).__name__}; a model config holds JSON values.")
+
+
+def _check_spec_before_building(ticket: Ticket, allow_remote_code: bool) -> None:
+    """What apply() checks before it builds a model from the ticket's (unhashed) spec.
+
+    The spec's values (types, ranges); then the model is built on the meta device, where no
+    memory is allocated, and its size must equal what the ticket's hashed files hold (masked
+    weights plus dense remainder) and stay under ``MAX_MODEL_VALUES``: an edited spec can
+    never make apply() allocate a model the ticket's files do not describe.
+    """
+    _check_spec_values(ticket.spec.get("config") or {}, "config", [MAX_SPEC_ITEMS])
+    held = sum(m.numel() for m in ticket.masks.values()) + sum(t.numel() for t in ticket.remainder.values())
+    if held > MAX_MODEL_VALUES:
+        raise TicketError(
+            f"This ticket describes a model of {held:,} values, more than the {MAX_MODEL_VALUES:,} apply() builds "
+            "(LT_PLUGINS_MAX_MODEL_VALUES raises the limit); pass the model yourself: ticket.apply(model)."
+        )
+    try:
+        with torch.device("meta"):
+            shell = build_model(ticket.spec, allow_remote_code=allow_remote_code)
+    except ValueError as err:
+        raise TicketError(str(err)) from err
+    except Exception as err:  # a constructor that cannot run on the meta device: refuse, don't allocate
+        raise TicketError(
+            f"The model spec {ticket.spec['class']} with config {str(ticket.spec.get('config'))[:200]} cannot be "
+            f"built ({type(err).__name__}: {' '.join(str(err).split())[:200]}); pass the model: ticket.apply(model)."
+        ) from err
+    size = sum(t.numel() for t in shell.state_dict().values())
+    if size != held:
+        raise TicketError(
+            f"The model spec describes a {ticket.spec['class']} of {size:,} values, but the ticket's masks and dense "
+            f"remainder hold {held:,}: {CONFIG_NAME}'s model spec does not belong to this ticket (edited or "
+            "corrupt). Download or copy the ticket again, or pass the model: ticket.apply(model)."
+        )
+
+
+def _folder_identity(folder: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(folder)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns
+
+
+def _load_settled(cls: type[Ticket], folder: Path, attempts: int = 20) -> Ticket:
+    """``cls._load(folder)``, read again when a save replaced the folder meanwhile (so never a mix of two)."""
+    for _ in range(attempts):
+        if not wait_for_folder(folder):
+            break
+        before = _folder_identity(folder)
+        try:
+            ticket = cls._load(folder)
+        except (TicketError, OSError):  # OSError: a file vanished with the old folder mid-read
+            if _folder_identity(folder) != before:
+                continue  # a save swapped the folder while it was read: read the new one
+            raise
+        if _folder_identity(folder) == before:
+            return ticket
+    raise TicketError(
+        f"{folder} kept being replaced while it was read ({attempts} tries): another process is saving tickets "
+        "there; load it once that is done."
+    )
+
+
+def looks_local(path_or_repo_id: str | os.PathLike) -> bool:
+    """Whether ``path_or_repo_id`` names a path here rather than a Hub repo id.
+
+    A ``pathlib.Path``; a string starting with ``./``, ``../``, ``/`` or ``~``; one whose parent
+    folder exists here (``out/ticket`` when ``out`` exists); or any existing path.
+
+    Example:
+        >>> looks_local("./out/ticket"), looks_local("/tmp/anything"), looks_local("me/dcgan-10pct")
+        (True, True, False)
+    """
+    if not isinstance(path_or_repo_id, str):
+        return True
+    text = path_or_repo_id
+    if text.startswith(("./", "../", "/", "~", ".\\", "..\\")) or text in (".", "..") or os.path.isabs(text):
+        return True
+    path = Path(text)
+    if path.exists():
+        return True
+    parent = path.parent
+    return str(parent) not in ("", ".") and parent.is_dir()
+
+
+def _resolve_source(
+    path_or_repo_id: str | os.PathLike,
+    revision: str | None,
+    token: str | bool | None,
+    cache_dir: Any,
+    local_files_only: bool,
+    force_download: bool,
+) -> Path:
+    """The folder to read a ticket from: a local one (never the Hub for a local-looking path) or a Hub snapshot."""
+    if looks_local(path_or_repo_id):
+        folder = Path(path_or_repo_id).expanduser()
+        if not wait_for_folder(folder):
+            text = str(path_or_repo_id)
+            why = (
+                f"its parent folder {str(Path(text).parent)!r} exists here"
+                if isinstance(path_or_repo_id, str) and not text.startswith(("./", "../", "/", "~", ".\\", "..\\"))
+                else "it is written as a path"
+            )
+            raise TicketError(
+                f"There is no ticket folder {text!r} here ({folder.absolute()} does not exist). It looks like a local "
+                f"path ({why}), so the Hub was not asked: check the path, or save the ticket there first. A Hub repo "
+                "id is a string such as 'owner/name' that names no folder here."
+            )
+        if not folder.is_dir():
+            raise TicketError(f"{folder} is a file; pass the ticket's folder or a Hub repo id.")
+        if revision is not None:
+            warnings.warn(f"revision={revision!r} is ignored: {folder} is a local folder.", stacklevel=3)
+        logger.info("Loading the ticket from the folder %s", folder.absolute())
+        return folder
+    folder = Path(_download(str(path_or_repo_id), revision, token, cache_dir, local_files_only, force_download))
+    # snapshot_download returns .../snapshots/<commit sha>
+    logger.info("Loading the ticket from the Hub: %s@%s (cached in %s)", path_or_repo_id, folder.name, folder)
+    return folder
+
+
 def _download(
-    repo_id: str, revision: str | None, token: str | bool | None, cache_dir: Any, local_files_only: bool
+    repo_id: str,
+    revision: str | None,
+    token: str | bool | None,
+    cache_dir: Any,
+    local_files_only: bool,
+    force_download: bool = False,
 ) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
@@ -1158,6 +1349,7 @@ def _download(
             token=token,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
+            force_download=force_download,
             allow_patterns=list(TICKET_FILES),
             library_name="lt-plugins",
         )

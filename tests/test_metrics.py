@@ -160,3 +160,17 @@ def test_evaluate_resizes_real_images_to_the_generated_size():
     out = evaluate(toy_generator(), real, MNISTFeatureNet(), n=100, latent_dim=8)
     assert out["n_real"] == 300 and out["fd"] > 0
     assert len(out["feature_key"]) == 16
+
+
+def test_evaluate_fd_from_running_sums_equals_the_fd_of_all_features():
+    from lt_plugins.metrics import embed
+
+    gen, net, real = toy_generator(), MNISTFeatureNet(), load_mnist(image_size=16, limit=257)
+    out = evaluate(gen, real, net, n=100, latent_dim=8, batch_size=64)
+    with torch.no_grad():
+        real_feats = embed(net, real)
+        fake_feats = embed(net, gen(torch.randn(100, 8, generator=torch.Generator().manual_seed(0))))
+    # rel 1e-6: float32 features of batches of 64 differ from one batch of 257 in the last bits
+    assert out["fd"] == pytest.approx(frechet_distance(real_feats, fake_feats), rel=1e-6)
+    subset = torch.randperm(257, generator=torch.Generator().manual_seed(0))[:100]
+    assert out["precision"] == prdc(real_feats[subset], fake_feats)["precision"]

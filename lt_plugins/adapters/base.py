@@ -109,6 +109,15 @@ def import_class(path: str) -> type:
     )
 
 
+def _required_arguments(callable_: Any) -> list[str]:
+    """Names of the arguments ``callable_`` cannot be called without ([] when its signature cannot be read)."""
+    try:
+        params = inspect.signature(callable_).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
 def forward_arity(model: nn.Module) -> int:
     """How many positional arguments ``model.forward`` requires (0 when it cannot be read)."""
     try:
@@ -213,7 +222,7 @@ class Adapter:
             )
         cls = import_class(str(path))
         config = spec.get("config")
-        if config is None and forward_arity(cls.__init__.__get__(object.__new__(cls))) > 0:
+        if config is None and _required_arguments(cls):
             raise ValueError(
                 f"The ticket records no constructor arguments for {path} (the model kept no `config` or "
                 "`init_kwargs` dict); build it yourself and pass it: ticket.apply(MyModel(...))."

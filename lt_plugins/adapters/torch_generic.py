@@ -19,7 +19,6 @@ class TorchAdapter(Adapter):
     """
 
     family = "torch"
-    structure_rank = 1000
 
-    def resembles(self, model: nn.Module) -> str | None:
-        return "any nn.Module" if isinstance(model, nn.Module) else None
+    def matches(self, model: nn.Module) -> bool:
+        return isinstance(model, nn.Module)  # the fallback: `recognise` takes it when no family does

@@ -21,15 +21,16 @@ from pathlib import Path
 
 import torch
 
-from ..adapters import get_adapter
+from ..generate import latent_sample
 from ..ticket import Ticket, TicketError, image_grid
+from .search import add_generator_options, applied_ticket
 
 _TOKEN_HELP = "Hugging Face token; default: HF_TOKEN or the stored `hf auth login`."
 
 
 def push_command(args: argparse.Namespace) -> str:
     """Check the ticket in ``args.dir`` (the same checks as loading) and upload it to ``args.repo_id``."""
-    ticket = Ticket.from_pretrained(args.dir)
+    ticket = Ticket.from_pretrained(Path(args.dir))  # a Path: only ever the local folder, never the Hub
     info = ticket.push_to_hub(
         args.repo_id, private=args.private, token=args.token, commit_message=args.commit_message, revision=args.revision
     )
@@ -40,7 +41,9 @@ def push_command(args: argparse.Namespace) -> str:
 
 def pull_command(args: argparse.Namespace) -> Path:
     """Download and check the ticket ``args.repo_id``; copy it to ``args.out`` when given."""
-    ticket = Ticket.from_pretrained(args.repo_id, revision=args.revision, token=args.token)
+    ticket = Ticket.from_pretrained(
+        args.repo_id, revision=args.revision, token=args.token, force_download=args.force_download
+    )
     folder = ticket.path
     if args.out is not None:
         folder = ticket.save_pretrained(args.out, repo_id=args.repo_id)
@@ -58,16 +61,34 @@ def sample_command(args: argparse.Namespace) -> Path:
     """Rebuild the ticket's model from its spec and write a grid of ``args.n`` samples to ``args.out``."""
     if args.n < 1:
         raise TicketError(f"--n {args.n}: ask for at least one sample.")
-    ticket = Ticket.from_pretrained(args.ticket, revision=args.revision, token=args.token)
-    adapter = get_adapter(ticket.spec["family"])
     device = _device(args.device)
-    model = ticket.apply().to(device).eval()
-    images = adapter.sample(model, args.n, generator=torch.Generator().manual_seed(args.seed), device=device)
+    ticket, generator, call = applied_ticket(args, device)
+    images = latent_sample(generator, call, args.n, torch.Generator().manual_seed(args.seed), device)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images).save(out)
     print(f"Wrote {args.n} samples of {ticket} to {out}")
     return out
+
+
+def image_path(text: str) -> str:
+    """``--out`` of ``sample``: a file path whose extension names an image format (argparse ``type=``).
+
+    Example:
+        >>> image_path("grid.png")
+        'grid.png'
+        >>> image_path("grid")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: 'grid' has no image file extension; name a file such as grid.png.
+    """
+    from PIL import Image
+
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; name the image file to write, e.g. {text}/grid.png.")
+    if Path(text).suffix.lower() not in Image.registered_extensions():
+        raise argparse.ArgumentTypeError(f"{text!r} has no image file extension; name a file such as grid.png.")
+    return text
 
 
 def add_push(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -110,6 +131,10 @@ def add_pull(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--revision", default=None, help="Branch, tag or commit sha (default: main).")
     parser.add_argument("--out", default=None, help="Folder to save a copy of the ticket to.")
     parser.add_argument("--token", default=None, help=_TOKEN_HELP)
+    parser.add_argument(
+        "--force-download", action="store_true",
+        help="Download every file again even if it is cached (e.g. after a 'changed or corrupted' error).",
+    )
     parser.set_defaults(func=pull_command)
     return parser
 
@@ -128,10 +153,11 @@ def add_sample(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("ticket", metavar="REPO_ID_OR_DIR", help="Ticket folder or Hub repo id.")
     parser.add_argument("--n", type=int, default=64, help="Number of samples (default: 64).")
-    parser.add_argument("--out", default="grid.png", help="PNG file to write (default: grid.png).")
+    parser.add_argument("--out", default="grid.png", type=image_path, help="PNG file to write (default: grid.png).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the latents (default: 0).")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available).")
     parser.add_argument("--revision", default=None, help="Branch, tag or commit sha of a Hub ticket.")
     parser.add_argument("--token", default=None, help=_TOKEN_HELP)
+    add_generator_options(parser)
     parser.set_defaults(func=sample_command)
     return parser

@@ -26,7 +26,12 @@ class SearchJob:
     """Everything one ticket search needs; the fields mirror `lt-plugins search`'s options."""
 
     family: str = "dcgan"
+    model: str | None = None
     model_kwargs: dict[str, Any] | None = None
+    latent_shape: list[int] | None = None
+    generate: str | None = None
+    features: str = "mnist"
+    metric_features: str = "mnist:1"
     data: str = "mnist"
     image_size: int = 32
     density: float = 0.1
@@ -53,18 +58,30 @@ class SearchJob:
 
 
 def build_generator(
-    family: str, image_size: int, channels: int, kwargs: dict[str, Any] | None, seed: int = 0
+    family: str, image_size: int, channels: int, kwargs: dict[str, Any] | None, seed: int = 0,
+    model: str | None = None,
 ) -> nn.Module:
-    """A built-in generator of ``family`` making ``channels``×``image_size``² images.
+    """A built-in generator of ``family`` making ``channels``×``image_size``² images, or the user's class
+    ``model`` (``"package.module:Class"``) called with ``kwargs``.
 
     Built under ``seed`` (torch's global random state is left as it was), so what `lt.wrap`
     does not re-draw -- layers in ``exclude_modules`` -- starts the same on every run.
     """
+    from ..adapters.base import constructor_config
+    from ..generate import import_callable
     from ..models import DCGANGenerator, StyleGANGenerator
 
     kwargs = dict(kwargs or {})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if model is not None:
+            factory = import_callable(model)
+            made = factory(**kwargs)
+            if not isinstance(made, nn.Module):
+                raise ValueError(f"--model {model} made a {type(made).__name__}, not an nn.Module.")
+            if isinstance(factory, type) and constructor_config(made) is None:
+                made.init_kwargs = kwargs  # so the ticket records how to build it again (see constructor_config)
+            return made
         if family == "dcgan":
             return DCGANGenerator(**{"nz": 100, "ngf": 32, "nc": channels, "image_size": image_size, **kwargs})
         if family == "stylegan":
@@ -72,23 +89,16 @@ def build_generator(
     raise ValueError(f"family={family!r} is not a built-in generator; choose one of {list(GENERATORS)}.")
 
 
-def latent_dim_of(model: nn.Module) -> int:
-    """Size of z for a built-in generator."""
-    from ..adapters import adapter_for
-
-    adapter = adapter_for(model)
-    return adapter.latent_dim(adapter.spec(model))
-
-
-def evaluation_net(device: torch.device) -> nn.Module:
-    """The feature network of the reported metrics: trained from another seed than the loss's.
+def evaluation_net(device: torch.device, name: str = "mnist:1") -> nn.Module:
+    """The feature network of the reported metrics (`lt_plugins.features.feature_net` names); by default
+    the MNIST classifier trained from another seed than the loss's.
 
     Measuring with the very network the search matched would reward overfitting its
     features; an independently trained one does not share them.
     """
-    from ..features import mnist_feature_net
+    from ..features import feature_net
 
-    return mnist_feature_net(device=device, seed=1)
+    return feature_net(name, device=device)
 
 
 def run_search(job: SearchJob) -> dict[str, Any] | None:
@@ -103,7 +113,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     import lt_plugins as lt
 
     from ..data import load_images
-    from ..features import mnist_feature_net
+    from ..features import feature_net
     from ..metrics import evaluate
     from ..search import process_state
 
@@ -112,8 +122,9 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     # this process's own GPU (cuda:LOCAL_RANK) under a multi-GPU launch.
     process = process_state(job.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     device = torch.device(job.device) if job.device else process.device
-    generator = build_generator(job.family, job.image_size, real.shape[1], job.model_kwargs, job.seed).to(device)
-    latent_dim = latent_dim_of(generator)
+    generator = build_generator(
+        job.family, job.image_size, real.shape[1], job.model_kwargs, job.seed, job.model
+    ).to(device)
     config = lt.TicketConfig(
         density=1.0 if job.dense else job.density, scope=job.scope, seed=job.seed, weight_init=job.weight_init,
         score_init=job.score_init, scale_fan=job.scale_fan, exclude_modules=job.exclude_modules,
@@ -122,19 +133,18 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     if job.dense:
         generator = lt.unwrap(generator)  # the same seeded start, every weight trainable
 
-    features = mnist_feature_net(device=device)
+    features = feature_net(job.features, device=device)
     if job.objective == "moments":
         objective = lt.MomentMatching(features, ema_decay=job.ema_decay)
     else:
         objective = lt.MMD(features, seed=job.seed)
-    metric_net = evaluation_net(device)
-
-    def measure() -> dict[str, Any]:
-        return evaluate(generator, real, metric_net, n=job.eval_samples, latent_dim=latent_dim, seed=job.seed)
-
-    before = measure() if job.measure_random_init and process.is_main_process else None
+    metric_net = evaluation_net(device, job.metric_features)
     evals: dict[int, float] = {}
     eval_at = set(job.eval_at or ())
+
+    def measure() -> dict[str, Any]:
+        return evaluate(generator, real, metric_net, n=job.eval_samples, latent_shape=search.call.latent_shape,
+                        generate=search.call.generate, seed=job.seed)
 
     def measure_at(info: lt.StepInfo) -> None:
         if info.step in eval_at and process.is_main_process:
@@ -142,10 +152,12 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
 
     out = Path(job.out)
     search = lt.TicketSearch(
-        generator, objective, latent_dim, batch_size=job.batch_size, lr=job.lr, dense=job.dense,
+        generator, objective, latent_shape=job.latent_shape and tuple(job.latent_shape), generate=job.generate,
+        batch_size=job.batch_size, lr=job.lr, dense=job.dense,
         output_dir=out / "search", checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device),
         progress=job.progress, callbacks=[measure_at],
     )
+    before = measure() if job.measure_random_init and process.is_main_process else None
     began = time.perf_counter()
     result = search.run(real, steps=job.steps, resume=job.resume)
     seconds = time.perf_counter() - began
@@ -154,7 +166,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
         return None
     after = measure()
     report = {
-        "family": job.family,
+        "family": job.family if job.model is None else job.model,
         "dense": job.dense,
         "density": 1.0 if job.dense else job.density,
         "steps": job.steps,
@@ -209,6 +221,19 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     d = SearchJob()
     parser.add_argument("--config", help="YAML file of options (keys = option names with underscores)")
     parser.add_argument("--family", choices=GENERATORS, default=d.family, help="built-in generator family")
+    parser.add_argument("--model", default=None, metavar="PKG.MODULE:CLASS",
+                        help="your own generator class, imported and called with --model-kwargs (replaces --family)")
+    parser.add_argument("--latent-shape", type=int, nargs="+", default=None, metavar="N",
+                        help="shape of one latent, e.g. 512, or 100 1 1 for z shaped (N, 100, 1, 1) "
+                             "(default: what the model's family tells, e.g. its z_dim)")
+    parser.add_argument("--generate", default=None, metavar="PKG.MODULE:FUNCTION",
+                        help="generate(model, z) -> images in [-1, 1], when the model is not called as model(z) "
+                             "(e.g. a function returning G(z, None) for StyleGAN2-ADA)")
+    parser.add_argument("--features", default=d.features, metavar="NAME",
+                        help="feature network of the loss: mnist, efficientnet_lite0, vgg19_bn, timm:NAME or "
+                             "pkg.module:function (lt_plugins.features.feature_net)")
+    parser.add_argument("--metric-features", default=d.metric_features, metavar="NAME",
+                        help="feature network of the reported FD/PRDC (keep it another than --features)")
     parser.add_argument("--model-kwargs", default=None,
                         help='JSON of constructor arguments, e.g. \'{"ngf": 64}\' for dcgan or \'{"channel_max": 64}\'')
     parser.add_argument("--data", default=d.data, help="'mnist' (ships with the package) or an image folder")
@@ -243,18 +268,158 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
+MAX_CONFIG_FILE_BYTES = 1 << 20
+MAX_SHOWN = 200  # characters of a value echoed back in an error
+
+
+class _Cut(Exception):
+    pass
+
+
+def bounded_repr(value: Any, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)`` cut at about ``limit`` characters, without ever building the whole of it.
+
+    Safe on a YAML anchor bomb (nested lists sharing their items, exponential when expanded).
+
+    Example:
+        >>> bounded_repr([1, 2, 3])
+        '[1, 2, 3]'
+        >>> bomb = ["lol"] * 9
+        >>> for _ in range(30):
+        ...     bomb = [bomb] * 9
+        >>> len(bounded_repr(bomb)) <= 203
+        True
+    """
+    out: list[str] = []
+    room = [limit]
+
+    def emit(text: str) -> None:
+        out.append(text[: room[0]])
+        room[0] -= len(text)
+        if room[0] < 0:
+            raise _Cut
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            emit("{")
+            for i, (key, val) in enumerate(item.items()):
+                emit(", " if i else "")
+                walk(key)
+                emit(": ")
+                walk(val)
+            emit("}")
+        elif isinstance(item, (list, tuple)):
+            emit("[" if isinstance(item, list) else "(")
+            for i, val in enumerate(item):
+                emit(", " if i else "")
+                walk(val)
+            emit("]" if isinstance(item, list) else ")")
+        else:
+            emit(repr(item[: limit + 1] if isinstance(item, (str, bytes)) else item))
+
+    try:
+        walk(value)
+    except _Cut:
+        return "".join(out) + "..."
+    return "".join(out)
+
+
+def _yaml_value(action: argparse.Action, key: str, value: Any) -> Any:
+    """``value`` from a config file for option ``action``, checked as its flag would be; ValueError if not."""
+    shown = bounded_repr(value)
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be true or false (a YAML boolean, unquoted).")
+        return value
+    if value is None:
+        if action.default is None:
+            return None
+        raise ValueError(f"{key}: null is not a value for --{key.replace('_', '-')}; leave the key out instead.")
+    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+        if not isinstance(value, list):
+            raise ValueError(f"{key}: {shown} must be a list (--{key.replace('_', '-')} takes several values).")
+        if action.nargs == "+" and not value:
+            raise ValueError(f"{key}: the list must not be empty.")
+        return [_yaml_scalar(action, f"{key}[{i}]", item) for i, item in enumerate(value)]
+    if isinstance(value, dict) and action.type is None and "json" in (action.help or "").lower():
+        return json.dumps(value)  # a JSON option (--model-kwargs) may be written as a YAML mapping
+    return _yaml_scalar(action, key, value)
+
+
+def _yaml_scalar(action: argparse.Action, key: str, value: Any) -> Any:
+    shown = bounded_repr(value)
+    kind = action.type
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be an integer.")
+    elif kind is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be a number.")
+        value = float(value)
+    elif kind is None or kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: {shown} must be a string (quote it).")
+    else:  # a custom type= converts the text, as on the command line
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{key}: {shown} must be a single value.")
+        try:
+            value = kind(str(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+            raise ValueError(f"{key}: {shown} is invalid ({bounded_repr(str(err))[1:-1]}).") from err
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{key}: {shown} is not one of {list(action.choices)}.")
+    return value
+
+
 def load_yaml_defaults(parser: argparse.ArgumentParser, path: str) -> None:
-    """Make the options in the YAML file ``path`` the defaults of ``parser`` (flags still win)."""
+    """Make the options in the YAML file ``path`` the defaults of ``parser`` (flags still win).
+
+    Each value is checked as its flag would check it, read from the parser's own actions
+    (type, choices, true/false switches, lists), so an option added later is checked too.
+    Unknown keys, YAML aliases and wrong values are refused with ``parser.error`` (exit
+    status 2), echoing at most ~200 characters of a value.
+
+    Example:
+        >>> import tempfile
+        >>> p = argparse.ArgumentParser(prog="demo")
+        >>> _ = p.add_argument("--steps", type=int, default=1)
+        >>> cfg = tempfile.mktemp(suffix=".yaml")
+        >>> _ = Path(cfg).write_text("steps: 600\\n")
+        >>> load_yaml_defaults(p, cfg); p.parse_args([]).steps
+        600
+    """
     import yaml
 
-    values = yaml.safe_load(Path(path).read_text()) or {}
+    where = bounded_repr(str(path))
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_CONFIG_FILE_BYTES:
+            parser.error(f"config file {where} is {size} bytes; an options file is at most {MAX_CONFIG_FILE_BYTES}.")
+        text = Path(path).read_text(encoding="utf-8")
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            parser.error(f"config file {where} uses YAML aliases (*name); write each option's value out.")
+        values = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        parser.error(f"config file {where} cannot be read: {bounded_repr(' '.join(str(err).split()))[1:-1]}")
     if not isinstance(values, dict):
-        parser.error(f"{path} must hold a mapping of option: value.")
-    known = {a.dest for a in parser._actions} - {"help", "config"}
-    unknown = sorted(set(values) - known)
+        parser.error(f"{where} must hold a mapping of option: value, got {bounded_repr(values)}.")
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", argparse.SUPPRESS)}
+    unknown = [key for key in values if key not in actions]
     if unknown:
-        parser.error(f"{path} has unknown options {unknown}; known: {sorted(known)}")
-    parser.set_defaults(**values)
+        parser.error(
+            f"{where} has unknown options {bounded_repr(sorted(map(str, unknown)))}; known: {sorted(actions)}"
+        )
+    checked = {}
+    for key, value in values.items():
+        try:
+            checked[key] = _yaml_value(actions[key], key, value)
+        except ValueError as err:
+            parser.error(f"{where}: {err}")
+    if checked.get("weight_init", getattr(actions.get("weight_init"), "default", None)) == "keep" and not (
+        checked.get("base") or getattr(actions.get("base"), "default", None)
+    ):
+        parser.error(f"{where}: weight_init: 'keep' masks a pretrained base's weights, but no base is given.")
+    parser.set_defaults(**checked)
 
 
 def add_search(subparsers: argparse._SubParsersAction) -> None:
@@ -266,16 +431,44 @@ def add_search(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_search, parser=parser)
 
 
+def applied_ticket(args: argparse.Namespace, device: torch.device):
+    """(ticket, generator, call) for ``eval`` and ``sample``: the ticket applied to a model built from its spec
+    (``--allow-remote-code`` for classes outside the package), and how to make images with it."""
+    from ..generate import LatentCall, ticket_generator
+    from ..ticket import Ticket
+
+    ticket = Ticket.from_pretrained(args.ticket, revision=getattr(args, "revision", None),
+                                    token=getattr(args, "token", None))
+    model = ticket.apply(allow_remote_code=args.allow_remote_code).to(device).eval()
+    generator, call = ticket_generator(ticket, model, sample_steps=args.sample_steps)
+    if args.latent_shape or args.generate:
+        call = LatentCall(tuple(args.latent_shape) if args.latent_shape else call.latent_shape,
+                          args.generate or call.generate)
+    return ticket, generator.to(device), call
+
+
+def add_generator_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``eval`` and ``sample`` that say how to rebuild a ticket's model and make images with it."""
+    parser.add_argument("--allow-remote-code", action="store_true",
+                        help="import the ticket's model class from its recorded path when it is not one of the "
+                             "package's own (only for tickets you trust)")
+    parser.add_argument("--latent-shape", type=int, nargs="+", default=None, metavar="N",
+                        help="shape of one latent (default: what the ticket records)")
+    parser.add_argument("--generate", default=None, metavar="PKG.MODULE:FUNCTION",
+                        help="generate(model, z) -> images (default: what the ticket records, else model(z))")
+    parser.add_argument("--sample-steps", type=int, default=None, metavar="STEPS",
+                        help="DDIM steps per sample for UNet tickets (default: the ticket's objective's)")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from ..data import load_images
     from ..metrics import evaluate
-    from ..ticket import Ticket
 
-    ticket = Ticket.from_pretrained(args.ticket)
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = ticket.apply().to(device)
+    _, generator, call = applied_ticket(args, device)
     real = load_images(args.data)
-    metrics = evaluate(model, real, evaluation_net(device), n=args.n, latent_dim=latent_dim_of(model), seed=args.seed)
+    metrics = evaluate(generator, real, evaluation_net(device, args.features), n=args.n,
+                       latent_shape=call.latent_shape, generate=call.generate, seed=args.seed)
     print(json.dumps(metrics, indent=2))
 
 
@@ -284,11 +477,14 @@ def add_eval(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="FD and precision/recall/density/coverage of a ticket",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("ticket", help="ticket folder or Hub repo id (built-in families)")
+    parser.add_argument("ticket", help="ticket folder or Hub repo id")
     parser.add_argument("--data", default="mnist", help="real images: 'mnist' or an image folder")
     parser.add_argument("--n", type=int, default=2000, help="generated samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation latents")
+    parser.add_argument("--features", default="mnist:1", metavar="NAME",
+                        help="feature network of the metrics (lt_plugins.features.feature_net names)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_generator_options(parser)
     parser.set_defaults(func=_eval)
 
 

@@ -53,18 +53,21 @@ def batch_moments(features: list[torch.Tensor], per_channel: bool) -> list[tuple
 
 @torch.no_grad()
 def dataset_moments(
-    extractor: nn.Module, images: torch.Tensor, per_channel: bool, batch_size: int, device: torch.device
+    extractor: nn.Module, images: Any, per_channel: bool, batch_size: int, device: torch.device
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(mean, variance) of every feature over a whole image set, in float64.
 
-    Under several processes each rank reads its shard; sums, sums of squares and counts are
-    all-reduced, so the result equals the single-process one.
+    ``images`` is a tensor or a `lt_plugins.data.ImageFolder`, which is read from disk in
+    one pass with a progress bar, one batch in memory at a time. Under several processes
+    each rank reads its shard; sums, sums of squares and counts are all-reduced, so the
+    result equals the single-process one.
     """
+    from ..data import iter_batches
+
     rank, size = world()
-    shard = images[rank::size]
     sums: list[list[torch.Tensor]] | None = None  # per feature map: [count, sum, sum of squares]
-    for start in range(0, shard.shape[0], batch_size):
-        rows = [_flatten(f, per_channel).double() for f in extractor(shard[start : start + batch_size].to(device))]
+    for batch in iter_batches(images, batch_size, rank, size, progress="real-data moments"):
+        rows = [_flatten(f, per_channel).double() for f in extractor(batch.to(device))]
         if sums is None:
             sums = [[torch.zeros((), dtype=torch.float64, device=device)]
                     + [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for _ in range(2)] for r in rows]
@@ -83,8 +86,12 @@ def dataset_moments(
     return moments
 
 
-def images_fingerprint(images: torch.Tensor) -> str:
-    """sha256 of an image tensor's shape and bytes: the data part of a moments cache key."""
+def images_fingerprint(images: Any) -> str:
+    """sha256 of an image tensor's shape and bytes, or an `ImageFolder`'s `fingerprint`
+    (its files' paths, sizes and times: no second read of the data): the data part of a
+    moments cache key."""
+    if hasattr(images, "fingerprint"):
+        return images.fingerprint()
     digest = hashlib.sha256(str(tuple(images.shape)).encode())
     digest.update(images.detach().cpu().float().contiguous().numpy().tobytes())
     return digest.hexdigest()

@@ -1,0 +1,88 @@
+"""`lt-plugins search --model ... --latent-shape ... --generate ...`, then eval and sample, on generators of
+public-code patterns (tests/byog_models.py): nothing of the user's is a class the package knows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import lt_plugins.features as features
+from lt_plugins import Ticket
+from lt_plugins.cli import main
+
+
+@pytest.fixture(autouse=True)
+def untrained_feature_net(monkeypatch, tmp_path):
+    """The CLI's plumbing is under test here, not the MNIST network's training."""
+
+    def fake(device=None, cache_dir=None, seed=0):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return features.MNISTFeatureNet().to(device).eval().requires_grad_(False)
+
+    monkeypatch.setattr(features, "mnist_feature_net", fake)
+    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path / "cache"))
+
+
+def stylegan2_ada_call(G, z):
+    """What a user writes for StyleGAN2-ADA's G(z, c): the function --generate names."""
+    return G(z, None, noise_mode="const")
+
+
+QUICK = ["--steps", "3", "--batch-size", "8", "--eval-samples", "40", "--no-progress", "--device", "cpu"]
+
+
+def test_search_eval_and_sample_a_users_stylegan2_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--model", "byog_models:EqualizedStyleGAN2", "--model-kwargs", '{"z_dim": 16, "w_dim": 16}',
+                 "--generate", f"{__name__}:stylegan2_ada_call", "--out", str(out), *QUICK]) == 0
+    printed = capsys.readouterr().out
+    assert "FD ticket (10% of weights)" in printed
+    ticket = Ticket.from_pretrained(out / "ticket")
+    # The decorated class is recorded as the importable one, with the constructor arguments it kept.
+    assert ticket.spec["family"] == "stylegan"
+    assert ticket.spec["class"] == "byog_models.EqualizedStyleGAN2"
+    assert ticket.spec["config"]["z_dim"] == 16
+    assert ticket.call.latent_shape == (16,) and ticket.call.generate == f"{__name__}:stylegan2_ada_call"
+    assert ticket.weight_scales  # equalized-lr layers keep their constructor's scale, and the ticket says so
+
+    # Without consent the user's class is not imported; with it, eval and sample rebuild and run it.
+    assert main(["eval", str(out / "ticket"), "--n", "40", "--device", "cpu"]) == 1
+    assert "--allow-remote-code" in capsys.readouterr().err
+    assert main(["eval", str(out / "ticket"), "--n", "40", "--device", "cpu", "--allow-remote-code"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_fake"] == 40 and metrics["fd"] > 0
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(out / "ticket"), "--n", "4", "--out", str(grid), "--device", "cpu",
+                 "--allow-remote-code"]) == 0
+    assert grid.stat().st_size > 0
+
+
+def test_a_dcgan_taking_4d_latents_is_searched_with_latent_shape(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--model", "byog_models:make_tutorial_dcgan", "--model-kwargs", '{"nz": 16, "ngf": 8}',
+            "--out", str(out), *QUICK]
+    assert main(args) == 1  # it keeps no nz: the search cannot guess that z is (N, 16, 1, 1)
+    err = capsys.readouterr().err
+    assert "latent_shape=(nz, 1, 1)" in err and "--latent-shape" in err
+    assert main([*args, "--latent-shape", "16", "1", "1"]) == 0
+    assert Ticket.from_pretrained(out / "ticket").call.latent_shape == (16, 1, 1)
+
+
+def test_eval_and_sample_a_diffusers_ticket(tmp_path, capsys):
+    from diffusers import UNet2DModel
+
+    import lt_plugins as lt
+
+    unet = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(8, 8), norm_num_groups=4,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    unet = lt.wrap(unet, lt.TicketConfig(density=0.3))
+    search = lt.TicketSearch(unet, lt.DenoisingObjective(sample_steps=2), batch_size=4, n_samples=4, progress=False)
+    search.run(lt.load_mnist(limit=32, image_size=16), steps=2).save_pretrained(tmp_path / "unet")
+    assert main(["eval", str(tmp_path / "unet"), "--n", "12", "--device", "cpu", "--data", "mnist"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_fake"] == 12
+    grid = tmp_path / "unet.png"
+    assert main(["sample", str(tmp_path / "unet"), "--n", "4", "--out", str(grid), "--device", "cpu"]) == 0
+    assert grid.stat().st_size > 0
