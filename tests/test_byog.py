@@ -22,8 +22,8 @@ from lt_plugins.data import load_mnist
 
 IDS = [c.name for c in CASES]
 SHORT, LONG = 30, 150
-# The tutorial DCGAN's FD falls more slowly: 2118 -> 1272 (0.60x) in 150 steps, 2004 -> 329 in 300
-# (benchmarks/results/byog.txt; the package's own DCGANGenerator, the same network without weights_init's
+# The tutorial DCGAN's FD falls more slowly: 2118 -> 1272 (0.60x) in 150 steps, 2118 -> 339 in 300
+# (benchmarks/byog.py [--steps 300]; the package's own DCGANGenerator, the same network without weights_init's
 # BatchNorm jitter: 2006 -> 900 in 150). Its FD-halving test runs the 300.
 LONG_STEPS = {"dcgan-tutorial": 300}
 EVAL_N = 300  # generated images per FD
