@@ -24,7 +24,7 @@ IDS = [c.name for c in CASES]
 SHORT, LONG = 30, 150
 # The tutorial DCGAN's FD falls more slowly: 2118 -> 1272 (0.60x) in 150 steps, 2118 -> 339 in 300
 # (benchmarks/byog.py [--steps 300]; the package's own DCGANGenerator, the same network without weights_init's
-# BatchNorm jitter: 2006 -> 900 in 150). Its FD-halving test runs the 300.
+# BatchNorm jitter: 2006 -> 900 in 150, FD against 500 reals). Its FD-halving test runs the 300.
 LONG_STEPS = {"dcgan-tutorial": 300}
 EVAL_N = 300  # generated images per FD
 
