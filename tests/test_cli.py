@@ -7,21 +7,10 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-import lt_plugins.features as features
 from lt_plugins.cli import build_parser, main
 
 
-@pytest.fixture(autouse=True)
-def untrained_feature_net(monkeypatch, tmp_path):
-    """The CLI's plumbing is under test here, not the MNIST network's 40 s of training."""
-
-    def fake(device=None, cache_dir=None, seed=0):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return features.MNISTFeatureNet().to(device).eval().requires_grad_(False)
-
-    monkeypatch.setattr(features, "mnist_feature_net", fake)
-    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("untrained_feature_net")  # tests/conftest.py
 
 
 TINY = ["--image-size", "16", "--model-kwargs", '{"nz": 8, "ngf": 8}', "--eval-samples", "40", "--no-progress",

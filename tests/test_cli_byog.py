@@ -8,22 +8,11 @@ import json
 import pytest
 import torch
 
-import lt_plugins.features as features
 from lt_plugins import Ticket
 from lt_plugins.cli import main
 
 
-@pytest.fixture(autouse=True)
-def untrained_feature_net(monkeypatch, tmp_path):
-    """The CLI's plumbing is under test here, not the MNIST network's training."""
-
-    def fake(device=None, cache_dir=None, seed=0):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return features.MNISTFeatureNet().to(device).eval().requires_grad_(False)
-
-    monkeypatch.setattr(features, "mnist_feature_net", fake)
-    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("untrained_feature_net")  # tests/conftest.py
 
 
 def stylegan2_ada_call(G, z):
@@ -86,3 +75,9 @@ def test_eval_and_sample_a_diffusers_ticket(tmp_path, capsys):
     grid = tmp_path / "unet.png"
     assert main(["sample", str(tmp_path / "unet"), "--n", "4", "--out", str(grid), "--device", "cpu"]) == 0
     assert grid.stat().st_size > 0
+
+
+def test_constructor_arguments_that_do_not_build_the_model_get_one_clear_line(tmp_path, capsys):
+    assert main(["search", "--model-kwargs", '{"nz": -1}', "--out", str(tmp_path / "o"), *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert "--model-kwargs {'nz': -1} do not build DCGANGenerator" in err and "Traceback" not in err

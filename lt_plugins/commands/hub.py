@@ -158,6 +158,8 @@ def add_sample(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available).")
     parser.add_argument("--revision", default=None, help="Branch, tag or commit sha of a Hub ticket.")
     parser.add_argument("--token", default=None, help=_TOKEN_HELP)
+    parser.add_argument("--force-download", action="store_true",
+                        help="Download a Hub ticket again even if it is cached (repairs a damaged cache).")
     add_generator_options(parser)
     parser.set_defaults(func=sample_command)
     return parser

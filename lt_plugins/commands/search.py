@@ -67,11 +67,23 @@ def build_generator(
     Built under ``seed`` (torch's global random state is left as it was), so what `lt.wrap`
     does not re-draw -- layers in ``exclude_modules`` -- starts the same on every run.
     """
+    kwargs = dict(kwargs or {})
+    try:
+        return _build_generator(family, image_size, channels, kwargs, seed, model)
+    except (TypeError, ValueError, RuntimeError) as err:
+        what = model or {"dcgan": "DCGANGenerator", "stylegan": "StyleGANGenerator"}.get(family, family)
+        raise ValueError(
+            f"--model-kwargs {bounded_repr(kwargs)} do not build {what}: {type(err).__name__}: {str(err)[:300]}. "
+            "Check the constructor's arguments (names, and positive sizes)."
+        ) from err
+
+
+def _build_generator(family: str, image_size: int, channels: int, kwargs: dict[str, Any], seed: int,
+                     model: str | None) -> nn.Module:
     from ..adapters.base import constructor_config
     from ..generate import import_callable
     from ..models import DCGANGenerator, StyleGANGenerator
 
-    kwargs = dict(kwargs or {})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if model is not None:
@@ -438,7 +450,8 @@ def applied_ticket(args: argparse.Namespace, device: torch.device):
     from ..ticket import Ticket
 
     ticket = Ticket.from_pretrained(args.ticket, revision=getattr(args, "revision", None),
-                                    token=getattr(args, "token", None))
+                                    token=getattr(args, "token", None),
+                                    force_download=getattr(args, "force_download", False))
     model = ticket.apply(allow_remote_code=args.allow_remote_code).to(device).eval()
     generator, call = ticket_generator(ticket, model, sample_steps=args.sample_steps)
     if args.latent_shape or args.generate:
