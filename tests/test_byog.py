@@ -149,8 +149,10 @@ def test_inference_mode_before_and_between_searches_does_no_harm(case, real):
     infer()
     first = _search(case, model.train(), 3, real)[0].result.losses
     infer()
+    scores = [p.detach().clone() for p in lt.score_parameters(model)]
     second = _search(case, model.train(), 3, real)[0].result.losses
     assert all(map(math.isfinite, first + second))
+    assert any(not torch.equal(a, b) for a, b in zip(scores, lt.score_parameters(model)))  # the second search trained
     expected = case.probe(model)
     assert torch.equal(case.probe(lt.merge(model)), expected)
 
