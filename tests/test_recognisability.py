@@ -111,7 +111,8 @@ def test_search_and_eval_print_the_recognisable_share(tmp_path, capsys):
     assert main(["search", "--out", str(tmp_path / "run"), *tiny]) == 0
     printed = capsys.readouterr().out
     lines = [line for line in printed.splitlines() if line.startswith("FD ")]
-    assert len(lines) == 2 and all("recognisable " in line and "(rarest class " in line for line in lines), printed
+    assert len(lines) == 2 and all("recognisable " in line and "(rarest class " in line and ", commonest " in line
+                                   for line in lines), printed
     ticket = lt.Ticket.from_pretrained(tmp_path / "run" / "ticket")
     assert 0 <= ticket.metrics["recognisable"] <= 1 and "class_shares" not in ticket.metrics
     assert f"recognisable {ticket.metrics['recognisable']:.1%}" in lines[1]
