@@ -29,7 +29,7 @@ import torch
 
 import lt_plugins as lt
 from lt_plugins._io import atomic_path
-from lt_plugins.features import TimmFeatures, efficientnet_lite0
+from lt_plugins.features import TimmFeatures, efficientnet_lite0, random_resnet18
 from lt_plugins.models import DCGANGenerator
 from lt_plugins.search import save_image_grid
 
@@ -65,9 +65,7 @@ def _one(path: Path) -> torch.Tensor:
 
 
 def metric_net() -> TimmFeatures:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return TimmFeatures("resnet18", input_size=64)
+    return random_resnet18(seed=0)  # the CLI's RGB metric network (--metric-features auto)
 
 
 def run_one(real: torch.Tensor, dense: bool, steps: int, seed: int, loss_net, measure, work: Path) -> dict:

@@ -24,6 +24,7 @@ from torchvision.utils import save_image
 import lt_plugins as lt
 from lt_plugins.data import load_mnist
 from lt_plugins.features import mnist_feature_net
+from lt_plugins.generate import LatentCall
 from lt_plugins.metrics import evaluate
 from lt_plugins.models import DCGANGenerator
 
@@ -50,20 +51,26 @@ def parse_args(argv: list[str] | None, description: str, default_out: str) -> ar
     return parser.parse_args(argv)
 
 
-def search_example(make_generator: Callable[[], nn.Module], latent_dim: int, argv: list[str] | None, description: str, default_out: str) -> float:
-    """Search, save (and push) the ticket, sample a grid from the rebuilt ticket; return its FD."""
+def search_example(make_generator: Callable[[], nn.Module], latent_dim: int | tuple[int, ...], argv: list[str] | None,
+                   description: str, default_out: str, generate: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Search, save (and push) the ticket, sample a grid from the rebuilt ticket; return its FD.
+
+    ``latent_dim`` may be a latent shape, e.g. (100, 1, 1), and ``generate(G, z)`` says how the generator is
+    called when it is not ``G(z)`` (see `lt_plugins.generate.LatentCall`)."""
     args = parse_args(argv, description, default_out)
+    call = LatentCall(latent_dim if isinstance(latent_dim, tuple) else (latent_dim,), generate)
     out = Path(args.out)
     real = load_mnist(image_size=32)
     fd_of = lambda model: evaluate(  # noqa: E731
-        model, real[: args.eval_samples], mnist_feature_net(args.device, seed=1), n=args.eval_samples, latent_dim=latent_dim
+        model, real[: args.eval_samples], mnist_feature_net(args.device, seed=1), n=args.eval_samples,
+        latent_shape=call.latent_shape, generate=generate,
     )["fd"]
 
     torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases, constants)
     gen = lt.wrap(make_generator(), lt.TicketConfig(density=args.density, seed=args.seed)).to(args.device)
     fd_random = fd_of(gen)
     objective = lt.MomentMatching(mnist_feature_net(args.device))
-    search = lt.TicketSearch(gen, objective, latent_dim=latent_dim, batch_size=args.batch_size, seed=args.seed,
+    search = lt.TicketSearch(gen, objective, latent_shape=call.latent_shape, generate=generate, batch_size=args.batch_size, seed=args.seed,
                              device=args.device, output_dir=out / "search")
     ticket = search.run(real, steps=args.steps)
 
@@ -75,8 +82,8 @@ def search_example(make_generator: Callable[[], nn.Module], latent_dim: int, arg
 
     rebuilt = lt.Ticket.from_pretrained(out / "ticket").apply(make_generator()).to(args.device).eval()
     with torch.no_grad():
-        z = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0)).to(args.device)
-        save_image(rebuilt(z), out / "samples.png", normalize=True, value_range=(-1, 1))
+        z = call.latents(64, torch.Generator().manual_seed(0)).to(args.device)
+        save_image(call(rebuilt, z), out / "samples.png", normalize=True, value_range=(-1, 1))
     print(f"FD random init {fd_random:.2f} -> ticket ({lt.density(gen).overall:.0%} of weights) {fd:.2f}  "
           f"[{args.eval_samples} generated vs {args.eval_samples} real, mnist_feature_net(seed=1)]")
     print(f"ticket: {out / 'ticket'}   samples: {out / 'samples.png'}")

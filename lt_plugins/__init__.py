@@ -10,10 +10,10 @@ Example:
 
 from .base_model import BaseModel
 from .config import TicketConfig
-from .data import load_images, load_mnist
-from .features import TimmFeatures, mnist_feature_net
+from .data import ImageFolder, load_images, load_mnist
+from .features import TimmFeatures, efficientnet_lite0, feature_net, mnist_feature_net, random_resnet18, vgg19_bn
 from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
-from .metrics import evaluate
+from .metrics import class_coverage, evaluate, inception_metrics, recognisability
 from .objectives import MMD, DenoisingObjective, MomentMatching, Objective
 from .search import NonFiniteLossError, StepInfo, TicketSearch
 from .ticket import Ticket
@@ -24,6 +24,7 @@ __all__ = [
     "BaseModel",
     "DenoisingObjective",
     "Density",
+    "ImageFolder",
     "MMD",
     "MomentMatching",
     "NonFiniteLossError",
@@ -33,14 +34,21 @@ __all__ = [
     "TimmFeatures",
     "TicketConfig",
     "TicketSearch",
+    "class_coverage",
     "density",
+    "efficientnet_lite0",
     "evaluate",
+    "feature_net",
+    "inception_metrics",
     "load_images",
     "load_mnist",
     "masks",
     "merge",
     "mnist_feature_net",
+    "random_resnet18",
+    "recognisability",
     "score_parameters",
     "unwrap",
+    "vgg19_bn",
     "wrap",
 ]

@@ -35,17 +35,22 @@ DEFAULT_SPACING = "trailing"
 
 
 def ddim_scheduler(scheduler: Any = None, *, timestep_spacing: str = DEFAULT_SPACING):
-    """A ``DDIMScheduler`` with the noise schedule of ``scheduler`` (default: ``DDPMScheduler()``).
+    """A ``DDIMScheduler`` with the noise schedule of ``scheduler`` (default: ``DDPMScheduler()``; 1-D betas, as
+    community DDPM code keeps its schedule, are that schedule).
 
     Example:
         >>> from diffusers import DDPMScheduler
         >>> ddim = ddim_scheduler(DDPMScheduler(beta_schedule="squaredcos_cap_v2"))
         >>> ddim.config.beta_schedule, ddim.config.timestep_spacing
         ('squaredcos_cap_v2', 'trailing')
+        >>> ddim_scheduler(torch.linspace(1e-4, 0.02, 500)).config.num_train_timesteps
+        500
     """
-    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusers import DDIMScheduler
 
-    base = scheduler if scheduler is not None else DDPMScheduler()
+    from .objectives.denoising import _scheduler
+
+    base = _scheduler(scheduler)
     return DDIMScheduler.from_config(base.config, timestep_spacing=timestep_spacing)
 
 

@@ -525,7 +525,34 @@ def _rgb_at_size(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return x
 
 
-FEATURE_NETS = ("mnist", "mnist:<seed>", "efficientnet_lite0", "vgg19_bn", "timm:<model_name>", "pkg.module:function")
+def random_resnet18(device: str | torch.device | None = None, seed: int = 0, input_size: int | None = 64) -> TimmFeatures:
+    """timm's ResNet-18 at a random initialisation drawn from ``seed``, as a frozen feature extractor.
+
+    Needs no weights file, so it works offline for any RGB data, and it shares nothing with
+    the ImageNet networks a loss would match: the default metric network for RGB images
+    (``--metric-features auto``). Random convolutional features still separate image
+    distributions; FDs in them compare runs with each other, not with published figures.
+    Images are resized to ``input_size`` (64: ResNet-18's stride 32 leaves 2x2 maps) and the
+    caller's random state is left as it was.
+
+    Example:
+        >>> net = random_resnet18()
+        >>> tuple(net(torch.zeros(2, 3, 32, 32))[-1].shape)
+        (2, 512, 2, 2)
+        >>> bool((net.backbone.conv1.weight == random_resnet18().backbone.conv1.weight).all())
+        True
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = TimmFeatures("resnet18", input_size=input_size)
+    net.name = f"resnet18 (random init, seed {seed})"
+    return net.to(device)
+
+
+FEATURE_NETS = (
+    "mnist", "mnist:<seed>", "efficientnet_lite0", "vgg19_bn", "resnet18_random", "resnet18_random:<seed>",
+    "timm:<model_name>", "pkg.module:function",
+)
 """The names `feature_net` resolves."""
 
 
@@ -536,6 +563,8 @@ def feature_net(name: str, device: str | torch.device | None = None) -> nn.Modul
       is the seed-1 network, the metrics' default;
     - ``"efficientnet_lite0"``: `efficientnet_lite0` (ImageNet, offline with ``[rgb]``);
     - ``"vgg19_bn"``: `vgg19_bn` (ImageNet, from the torch hub cache);
+    - ``"resnet18_random"``: `random_resnet18` (seed 0; ``"resnet18_random:3"`` for seed 3), the
+      metrics' default for RGB images;
     - ``"timm:<model_name>"``: ``TimmFeatures(model_name, pretrained=True)``;
     - ``"pkg.module:function"``: ``function()`` imported from ``pkg.module``, any module
       returning a list of feature maps.
@@ -548,11 +577,14 @@ def feature_net(name: str, device: str | torch.device | None = None) -> nn.Modul
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"feature_net needs a name, one of {', '.join(FEATURE_NETS)}; got {name!r}.")
-    if name == "mnist" or name.startswith("mnist:"):
-        seed = name.partition(":")[2] or "0"
-        if not seed.isdigit():
-            raise ValueError(f"{name!r}: the seed after 'mnist:' must be a non-negative int, e.g. 'mnist:1'.")
-        return mnist_feature_net(device=device, seed=int(seed))
+    for family, make in (("mnist", mnist_feature_net), ("resnet18_random", random_resnet18)):
+        if name == family or name.startswith(family + ":"):
+            seed = name.partition(":")[2] or "0"
+            if not seed.isdigit():
+                raise ValueError(
+                    f"{name!r}: the seed after '{family}:' must be a non-negative int, e.g. '{family}:1'."
+                )
+            return make(device=device, seed=int(seed))
     if name == "efficientnet_lite0":
         net: nn.Module = efficientnet_lite0(device=device)
     elif name == "vgg19_bn":

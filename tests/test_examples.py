@@ -15,6 +15,8 @@ CASES = {
     "dcgan_mnist": TINY,
     "stylegan_mnist": TINY,
     "unet_ddpm_mnist": [*TINY, "--sample-steps", "2", "--moment-weight", "0.01"],
+    "stylegan2_equalized": TINY,
+    "unet_xt": [*TINY, "--sample-steps", "2"],
 }
 
 

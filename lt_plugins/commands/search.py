@@ -31,7 +31,7 @@ class SearchJob:
     latent_shape: list[int] | None = None
     generate: str | None = None
     features: str = "mnist"
-    metric_features: str = "mnist:1"
+    metric_features: str = "auto"
     data: str = "mnist"
     image_size: int = 32
     density: float = 0.1
@@ -101,16 +101,38 @@ def _build_generator(family: str, image_size: int, channels: int, kwargs: dict[s
     raise ValueError(f"family={family!r} is not a built-in generator; choose one of {list(GENERATORS)}.")
 
 
-def evaluation_net(device: torch.device, name: str = "mnist:1") -> nn.Module:
-    """The feature network of the reported metrics (`lt_plugins.features.feature_net` names); by default
-    the MNIST classifier trained from another seed than the loss's.
+def metric_features_name(name: str, channels: int, loss_features: str | None = None) -> str:
+    """The `feature_net` name of the reported metrics: ``name`` itself, or for ``"auto"`` one chosen
+    by the images' ``channels`` and never the loss's network ``loss_features``.
+
+    Grey images: the shipped MNIST classifier of seed 1 (``mnist:1``; seed 0 when the loss is
+    ``mnist:1``), which also gives the recognisable share. RGB images: timm's ResNet-18 at a
+    seeded random init (``resnet18_random``; seed 1 when the loss is that one), which needs no
+    weights and shares nothing with the ImageNet networks a loss matches.
+
+    Example:
+        >>> metric_features_name("auto", 1), metric_features_name("auto", 3, "efficientnet_lite0")
+        ('mnist:1', 'resnet18_random')
+        >>> metric_features_name("auto", 1, "mnist:1"), metric_features_name("vgg19_bn", 3)
+        ('mnist', 'vgg19_bn')
+    """
+    if name != "auto":
+        return name
+    chosen, other = ("mnist:1", "mnist") if channels == 1 else ("resnet18_random", "resnet18_random:1")
+    return other if loss_features in (chosen, chosen + ":0") else chosen
+
+
+def evaluation_net(
+    device: torch.device, name: str = "auto", channels: int = 1, loss_features: str | None = None
+) -> nn.Module:
+    """The feature network of the reported metrics, named as `metric_features_name` resolves ``name``.
 
     Measuring with the very network the search matched would reward overfitting its
-    features; an independently trained one does not share them.
+    features; an independent one does not share them.
     """
     from ..features import feature_net
 
-    return feature_net(name, device=device)
+    return feature_net(metric_features_name(name, channels, loss_features), device=device)
 
 
 def run_search(job: SearchJob) -> dict[str, Any] | None:
@@ -150,7 +172,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
         objective = lt.MomentMatching(features, ema_decay=job.ema_decay)
     else:
         objective = lt.MMD(features, seed=job.seed)
-    metric_net = evaluation_net(device, job.metric_features)
+    metric_net = evaluation_net(device, job.metric_features, real.shape[1], job.features)
     evals: dict[int, float] = {}
     eval_at = set(job.eval_at or ())
 
@@ -183,6 +205,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
         "density": 1.0 if job.dense else job.density,
         "steps": job.steps,
         "fd_random_init": before["fd"] if before else None,
+        "metrics_random_init": before,
         "fd": after["fd"],
         "fd_at_step": evals,
         "metrics": after,
@@ -197,14 +220,24 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     return report
 
 
+def _recognised(metrics: dict[str, Any] | None) -> str:
+    """``"   recognisable 62.6% (rarest class 3.1%, commonest 17.0%)"`` when the metrics hold
+    `class_coverage`, else ``""``. The commonest class shows a collapse the confident share hides: the
+    classifier is confident on pixel noise too, calling it all one digit."""
+    if not metrics or "recognisable" not in metrics:
+        return ""
+    return (f"   recognisable {metrics['recognisable']:.1%} (rarest class {metrics['rarest_class']:.1%}, "
+            f"commonest {max(metrics['class_shares']):.1%})")
+
+
 def _print_report(report: dict[str, Any] | None) -> None:
     if report is None:  # a process other than the main one of a multi-process search
         return
     what = "dense network" if report["dense"] else f"ticket ({report['density']:.0%} of weights)"
     if report["fd_random_init"] is not None:
-        print(f"FD random init: {report['fd_random_init']:.2f}")
-    print(f"FD {what}: {report['fd']:.2f}   ({report['steps']} steps, {report['seconds']:.0f} s, "
-          f"{report['seconds_per_step'] * 1e3:.0f} ms/step)")
+        print(f"FD random init: {report['fd_random_init']:.2f}{_recognised(report.get('metrics_random_init'))}")
+    print(f"FD {what}: {report['fd']:.2f}{_recognised(report['metrics'])}   ({report['steps']} steps, "
+          f"{report['seconds']:.0f} s, {report['seconds_per_step'] * 1e3:.0f} ms/step)")
     if report["fd_at_step"]:
         on_the_way = sorted(report["fd_at_step"].items())
         print("FD on the way: " + ", ".join(f"step {step} {fd:.2f}" for step, fd in on_the_way))
@@ -245,7 +278,9 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
                         help="feature network of the loss: mnist, efficientnet_lite0, vgg19_bn, timm:NAME or "
                              "pkg.module:function (lt_plugins.features.feature_net)")
     parser.add_argument("--metric-features", default=d.metric_features, metavar="NAME",
-                        help="feature network of the reported FD/PRDC (keep it another than --features)")
+                        help="feature network of the reported FD/PRDC, another than --features; auto: mnist:1 for "
+                             "grey data (also gives the recognisable share), for RGB a seeded random-init "
+                             "ResNet-18 (resnet18_random), never the loss's own network")
     parser.add_argument("--model-kwargs", default=None,
                         help='JSON of constructor arguments, e.g. \'{"ngf": 64}\' for dcgan or \'{"channel_max": 64}\'')
     parser.add_argument("--data", default=d.data, help="'mnist' (ships with the package) or an image folder")
@@ -480,7 +515,7 @@ def _eval(args: argparse.Namespace) -> None:
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     _, generator, call = applied_ticket(args, device)
     real = load_images(args.data)
-    metrics = evaluate(generator, real, evaluation_net(device, args.features), n=args.n,
+    metrics = evaluate(generator, real, evaluation_net(device, args.features, real.shape[1]), n=args.n,
                        latent_shape=call.latent_shape, generate=call.generate, seed=args.seed)
     print(json.dumps(metrics, indent=2))
 
@@ -494,8 +529,9 @@ def add_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default="mnist", help="real images: 'mnist' or an image folder")
     parser.add_argument("--n", type=int, default=2000, help="generated samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation latents")
-    parser.add_argument("--features", default="mnist:1", metavar="NAME",
-                        help="feature network of the metrics (lt_plugins.features.feature_net names)")
+    parser.add_argument("--features", default="auto", metavar="NAME",
+                        help="feature network of the metrics (lt_plugins.features.feature_net names); auto: "
+                             "mnist:1 for grey data, resnet18_random for RGB, as search reports them")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     add_generator_options(parser)
     parser.set_defaults(func=_eval)
