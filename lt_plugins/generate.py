@@ -112,7 +112,7 @@ class LatentCall:
     def check(self, model: nn.Module, device: torch.device | str) -> torch.Tensor:
         """Call the model once on two zero latents; a failure becomes an error that shows the fix."""
         z = torch.zeros(2, *self.latent_shape, device=device)
-        shown = f"generate(model, z)" if self.generate is not None else f"{type(model).__name__}(z)"
+        shown = "generate(model, z)" if self.generate is not None else f"{type(model).__name__}(z)"
         try:
             out = self(model, z)
         except Exception as err:  # third-party code raises anything

@@ -691,11 +691,11 @@ def _describe_scales(config: TicketConfig, plan: list[PlannedWeight]) -> str:
     if config.weight_init == "keep":
         return "the model's own weights (weight_init='keep')"
     rule = "gain/sqrt(density*fan_in)" if config.scale_fan else "gain/sqrt(fan_in)"
-    kept = [p.name for p in plan if p.scale is not None]
+    kept = [p for p in plan if p.scale is not None]
     if not kept:
         return rule
     return (f"{rule}; {len(kept)} tensor(s) rescaled at run time keep their constructor's scale "
-            f"(e.g. {kept[0]}: {plan[[p.name for p in plan].index(kept[0])].scale})")
+            f"(e.g. {kept[0].name}: {kept[0].scale})")
 
 
 def _restore(model: nn.Module, plan: list[PlannedWeight], originals: dict[str, torch.Tensor],
