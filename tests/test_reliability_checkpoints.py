@@ -202,6 +202,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     import torch
+    torch.set_num_threads({threads})  # as the parent runs (conftest): float sums depend on the thread count
     from test_search import _generator, _real, _search
     import lt_plugins.search as search_module
 
@@ -233,7 +234,7 @@ CHILD = textwrap.dedent(
 @pytest.mark.parametrize("mode", ["mid-write", "between-renames"])
 def test_kill_9_in_the_middle_of_a_save_loses_nothing(tmp_path, straight, mode):
     out = tmp_path / "run"
-    script = CHILD.format(tests=str(Path(__file__).parent))
+    script = CHILD.format(tests=str(Path(__file__).parent), threads=torch.get_num_threads())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-c", script, mode, str(out)], env=env, capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
