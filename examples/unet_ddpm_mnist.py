@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from torch import nn
 from torchvision.utils import save_image
 
 import lt_plugins as lt
@@ -61,26 +63,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> float:
     """Search, save (and push) the ticket, sample a grid from the rebuilt ticket; return its FD."""
     args = parse_args(argv)
+    device = args.device
+    moments = lt.MomentMatching(mnist_feature_net(device)) if args.moment_weight else None
+    # The diffusers family's defaults: convolutions, attention and time embedding masked, scale_fan=False.
+    return denoising_example(args, make_unet, DDPMScheduler(num_train_timesteps=1000), rebuild=lambda: None,
+                             moments=moments, moment_weight=args.moment_weight)
+
+
+def denoising_example(
+    args: argparse.Namespace,
+    make_unet: Callable[[], nn.Module],
+    scheduler: Any,
+    rebuild: Callable[[], nn.Module | None],
+    sample_shape: tuple[int, int, int] | None = None,
+    **objective_kwargs: Any,
+) -> float:
+    """The UNet examples' flow: wrap, search with the denoising objective, measure, save, rebuild, sample.
+
+    ``scheduler`` is a diffusers noise scheduler or the UNet's own betas; ``rebuild()`` gives the model
+    the saved ticket is applied to (None: built from the ticket's spec); ``sample_shape`` is needed for a
+    UNet that carries no diffusers config.
+    """
     out = Path(args.out)
     real = load_mnist(image_size=32)
-    scheduler = DDPMScheduler(num_train_timesteps=1000)
 
-    def fd_of(unet: UNet2DModel) -> float:
+    def fd_of(unet: nn.Module) -> float:
         # DDIM (eta = 0) maps the starting noise to an image: a generator of latents like any other.
-        generator = DDIMGenerator(unet, scheduler, steps=args.sample_steps)
+        generator = DDIMGenerator(unet, scheduler, steps=args.sample_steps, sample_shape=sample_shape)
         return evaluate(generator, real[: args.eval_samples], mnist_feature_net(args.device, seed=1),
                         n=args.eval_samples, latent_dim=generator.latent_dim)["fd"]
 
-    torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases)
-    # The diffusers family's defaults: convolutions, attention and time embedding masked, scale_fan=False.
-    config = lt.TicketConfig(density=args.density, seed=args.seed)
-    unet = lt.wrap(make_unet(), config).to(args.device)
+    torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases, norms)
+    unet = lt.wrap(make_unet(), lt.TicketConfig(density=args.density, seed=args.seed)).to(args.device)
     fd_random = fd_of(unet)
-    moments = lt.MomentMatching(mnist_feature_net(args.device)) if args.moment_weight else None
-    objective = DenoisingObjective(scheduler, seed=args.seed, moments=moments, moment_weight=args.moment_weight,
-                                   sample_steps=args.sample_steps)
-    search = lt.TicketSearch(unet, objective, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                             device=args.device, output_dir=out / "search")
+    objective = DenoisingObjective(scheduler, sample_shape=sample_shape, seed=args.seed,
+                                   sample_steps=args.sample_steps, **objective_kwargs)
+    search = lt.TicketSearch(unet, objective, batch_size=args.batch_size, lr=getattr(args, "lr", None),
+                             seed=args.seed, device=args.device, output_dir=out / "search")
     ticket = search.run(real, steps=args.steps)
 
     fd = fd_of(unet)
@@ -90,8 +109,8 @@ def main(argv: list[str] | None = None) -> float:
     if args.push:
         print(f"pushed: {ticket.push_to_hub(args.push).commit_url}")
 
-    rebuilt = lt.Ticket.from_pretrained(out / "ticket").apply().to(args.device)  # a UNet2DModel, from the ticket's spec
-    images = sample(rebuilt, 64, steps=args.sample_steps, generator=0, scheduler=scheduler)  # = diffusers' DDIMPipeline
+    rebuilt = lt.Ticket.from_pretrained(out / "ticket").apply(rebuild()).to(args.device)
+    images = sample(rebuilt, 64, steps=args.sample_steps, generator=0, scheduler=scheduler, sample_shape=sample_shape)
     save_image(images, out / "samples.png", normalize=True, value_range=(-1, 1))
     print(f"FD random init {fd_random:.2f} -> ticket ({lt.density(unet).overall:.0%} of weights) {fd:.2f}  "
           f"[{args.eval_samples} {args.sample_steps}-step DDIM samples vs {args.eval_samples} real, "

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.utils import save_image
 
-import lt_plugins as lt
-from lt_plugins.data import load_mnist
-from lt_plugins.diffusion import DDIMGenerator, sample
-from lt_plugins.features import mnist_feature_net
-from lt_plugins.metrics import evaluate
-from lt_plugins.objectives import DenoisingObjective
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the search script itself is unet_ddpm_mnist.py's
+from unet_ddpm_mnist import denoising_example  # noqa: E402
 
 SHAPE = (1, 32, 32)
 
@@ -123,39 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> float:
     """Search, save (and push) the ticket, sample a grid from the rebuilt ticket; return its FD."""
-    args = parse_args(argv)
-    out = Path(args.out)
-    real = load_mnist(image_size=32)
-    betas = cosine_betas(1000)
-
-    def fd_of(unet: nn.Module) -> float:
-        generator = DDIMGenerator(unet, betas, steps=args.sample_steps, sample_shape=SHAPE)  # noise -> image
-        return evaluate(generator, real[: args.eval_samples], mnist_feature_net(args.device, seed=1),
-                        n=args.eval_samples, latent_dim=generator.latent_dim)["fd"]
-
-    torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases, norms)
-    unet = lt.wrap(UNet(), lt.TicketConfig(density=args.density, seed=args.seed)).to(args.device)
-    fd_random = fd_of(unet)
-    objective = DenoisingObjective(betas, sample_shape=SHAPE, seed=args.seed, sample_steps=args.sample_steps)
-    search = lt.TicketSearch(unet, objective, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                             output_dir=out / "search")
-    ticket = search.run(real, steps=args.steps)
-
-    fd = fd_of(unet)
-    ticket.metrics = {"fd": fd, "fd_random_init": fd_random, "eval_samples": args.eval_samples,
-                      "ddim_steps": args.sample_steps}
-    ticket.save_pretrained(out / "ticket")
-    if args.push:
-        print(f"pushed: {ticket.push_to_hub(args.push).commit_url}")
-
-    rebuilt = lt.Ticket.from_pretrained(out / "ticket").apply(UNet()).to(args.device)
-    images = sample(rebuilt, 64, steps=args.sample_steps, generator=0, scheduler=betas, sample_shape=SHAPE)
-    save_image(images, out / "samples.png", normalize=True, value_range=(-1, 1))
-    print(f"FD random init {fd_random:.2f} -> ticket ({lt.density(unet).overall:.0%} of weights) {fd:.2f}  "
-          f"[{args.eval_samples} {args.sample_steps}-step DDIM samples vs {args.eval_samples} real, "
-          "mnist_feature_net(seed=1)]")
-    print(f"ticket: {out / 'ticket'}   samples: {out / 'samples.png'}")
-    return fd
+    # The saved ticket is applied to a fresh UNet of this file: the class is not the package's to build.
+    return denoising_example(parse_args(argv), UNet, cosine_betas(1000), rebuild=UNet, sample_shape=SHAPE)
 
 
 if __name__ == "__main__":
