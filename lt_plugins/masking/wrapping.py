@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 from ..adapters import recognise
 from ..config import TicketConfig
 from ..init import draw_scores
-from .parametrization import ScoreMask, is_wrapped
+from .parametrization import ScoreMask, is_wrapped, masked_parameters
 from .planning import PlannedWeight, plan_weights
 from .selection import _GlobalTopK
 from .targets import _full_name
@@ -259,13 +259,11 @@ def _remove_masks(model: nn.Module, keep_masked_values: bool) -> nn.Module:
     state = getattr(model, _STATE_ATTR, None)
     if state is None:
         raise ValueError(f"{type(model).__name__} is not wrapped; there are no masks to remove.")
-    for module in list(model.modules()):
-        if not parametrize.is_parametrized(module):
-            continue
+    entries = list(masked_parameters(model).values())
+    for module in {id(e.module): e.module for e in entries}.values():
         _own_class(module)
-        for param_name in list(module.parametrizations.keys()):
-            if any(isinstance(p, ScoreMask) for p in module.parametrizations[param_name]):
-                parametrize.remove_parametrizations(module, param_name, leave_parametrized=keep_masked_values)
+    for entry in entries:
+        parametrize.remove_parametrizations(entry.module, entry.param_name, leave_parametrized=keep_masked_values)
     for name, param in model.named_parameters():
         param.requires_grad_(state.requires_grad.get(name, param.requires_grad))
     delattr(model, _STATE_ATTR)
