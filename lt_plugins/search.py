@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_path
 from .adapters import adapter_for
+from .errors import LTPluginsError
 from .generate import Generate, LatentCall, as_latent_shape
 from .init import keyed_generator
 from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
@@ -50,7 +51,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(LTPluginsError, FloatingPointError):
     """The loss became NaN or infinite; the step was not applied."""
 
 
@@ -221,7 +222,7 @@ def end_processes() -> None:
 # Checkpoints: what a run was, and whether the file is intact
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LTPluginsError, ValueError):
     """A checkpoint that cannot be resumed from: damaged, or written by a run with other settings.
 
     Example:
