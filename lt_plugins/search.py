@@ -9,7 +9,6 @@ one for the same global batch (see docs/multi_gpu.md).
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -26,11 +25,13 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_path
 from .adapters import adapter_for
+from .distributed import asks_for_cpu, global_batch_norm, process_state, sum_over_processes_, world
+from .distributed import end_processes  # noqa: F401  (its documented place before lt_plugins.distributed)
 from .errors import LTPluginsError
 from .generate import Generate, LatentCall, as_latent_shape
 from .init import keyed_generator
 from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
-from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
+from .objectives.base import Objective
 
 logger = logging.getLogger(__name__)
 
@@ -88,134 +89,6 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | N
     nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
     with atomic_path(path) as tmp:
         save_image(images.detach().float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png")
-
-
-def _batch_norm_over_processes(self: nn.modules.batchnorm._BatchNorm, input: torch.Tensor) -> torch.Tensor:
-    """BatchNorm forward that, in training mode, normalises with the moments of the global batch.
-
-    What `torch.nn.SyncBatchNorm` does, on any device (SyncBatchNorm refuses CPU tensors):
-    counts, sums and centred sums of squares go through the differentiable all-reduce, so
-    outputs, gradients and running statistics equal those of one process on the whole batch.
-    In eval mode nothing is exchanged (sample grids are made on the main process alone).
-    """
-    if not self.training:
-        return type(self).forward(self, input)
-    self._check_input_dim(input)
-    dims = [0, *range(2, input.ndim)]
-    shape = [1, -1] + [1] * (input.ndim - 2)
-    x = input.float()
-    local_count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
-    totals = sum_over_processes(torch.cat([x.sum(dims), local_count]))  # one all-reduce: sums and count
-    count = totals[-1].detach()
-    mean = totals[:-1] / count
-    centred = x - mean.view(shape)
-    var = sum_over_processes(centred.square().sum(dims)) / count
-    out = centred * torch.rsqrt(var + self.eps).view(shape)
-    if self.affine:
-        out = out * self.weight.view(shape) + self.bias.view(shape)
-    if self.track_running_stats:
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            unbiased = var * (count / (count - 1).clamp_min(1))
-            self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-    return out.to(input.dtype)
-
-
-@contextlib.contextmanager
-def _global_batch_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """While active, plain BatchNorm layers of ``model`` use global-batch statistics in training.
-
-    The layers are not replaced (the user's model keeps its modules and state_dict keys):
-    each gets an instance-level ``forward`` that is removed again on exit.
-    """
-    layers = [
-        m for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
-        and "forward" not in m.__dict__
-    ] if enabled else []
-    for layer in layers:
-        layer.forward = _batch_norm_over_processes.__get__(layer)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.__dict__["forward"]
-
-
-def _launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _asks_for_cpu(device: str | torch.device | None) -> bool:
-    if device is not None:
-        return torch.device(device).type == "cpu"
-    # Under a multi-process launch with no GPU, Accelerate's default state counts one process
-    # where torch.distributed counts them all: ask for CPU processes then.
-    return _launched() and not torch.cuda.is_available()
-
-
-def _check_device_exists(device: str | torch.device | None) -> None:
-    """An explicitly requested accelerator that this machine lacks is an error, not a silent CPU run."""
-    if device is None:
-        return
-    device = torch.device(device)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index is not None and device.index >= count):
-            raise ValueError(
-                f"device={str(device)!r} was asked for, but torch sees {count} CUDA device(s) here. Use "
-                "device='cpu', or device=None to take what is there."
-            )
-    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError("device='mps' was asked for, but MPS is not available here; use device='cpu' or None.")
-
-
-def process_state(device: str | torch.device | None = None):
-    """Accelerate's state of this process (``accelerate.PartialState``), asked for ``device``
-    the way `TicketSearch` asks: None is Accelerate's choice (each process's own GPU under
-    ``accelerate launch``), except under a multi-process launch with no GPU, where it asks
-    for CPU processes; ``"cuda:N"`` in one process makes N the current CUDA device, which
-    Accelerate's single-process device follows.
-
-    Example:
-        >>> process_state("cpu").device
-        device(type='cpu')
-    """
-    from accelerate import PartialState
-
-    _check_device_exists(device)
-    if device is not None and not _launched():
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is not None:
-            torch.cuda.set_device(device)
-    return PartialState(cpu=_asks_for_cpu(device))
-
-
-def end_processes() -> None:
-    """End a multi-process script cleanly: wait for every rank, free, close the process group.
-
-    Call it once, last, in a script started with ``accelerate launch`` or ``torchrun``
-    (a no-op in a single process). `TicketSearch.run` drops its own DDP wrapper and
-    optimizer but leaves the process group open, so that you can evaluate, save or search
-    again; torch asks for the group to be destroyed before exit (left to interpreter
-    shutdown, gloo runs have been reported to abort with SIGABRT after the work was done).
-
-    Example:
-        >>> from lt_plugins.search import end_processes
-        >>> end_processes()  # one process: nothing to do
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    from accelerate import PartialState
-
-    state = PartialState()
-    state.wait_for_everyone()
-    gc.collect()
-    state.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,7 +411,7 @@ class TicketSearch:
         from accelerate import Accelerator
 
         process_state(self.device)
-        accelerator = Accelerator(cpu=_asks_for_cpu(self.device), mixed_precision=self.mixed_precision)
+        accelerator = Accelerator(cpu=asks_for_cpu(self.device), mixed_precision=self.mixed_precision)
         if accelerator.num_processes != world()[1]:
             raise RuntimeError(
                 f"torch.distributed runs {world()[1]} processes but Accelerate sees {accelerator.num_processes}: "
@@ -711,7 +584,7 @@ class TicketSearch:
                    disable=not (self.progress and accelerator.is_local_main_process))
         try:
             # Plain BatchNorm normalises over the global batch while the search runs (see sync_batchnorm).
-            with _global_batch_norm(model, self.sync_batchnorm and world_size > 1):
+            with global_batch_norm(model, self.sync_batchnorm and world_size > 1):
                 began = time.perf_counter()
                 for step in bar:
                     with accelerator.autocast():

@@ -149,7 +149,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     from ..data import load_images
     from ..features import feature_net
     from ..metrics import evaluate
-    from ..search import process_state
+    from ..distributed import process_state
 
     real = load_images(job.data, image_size=job.image_size)
     # One process, or this one of those accelerate launch / torchrun started; its device is
