@@ -2,7 +2,7 @@
 
 A grid is a JSON list of runs; each run is a dict with ``family`` ("dcgan" | "stylegan"),
 ``seed``, ``steps`` and ``density`` (null: dense training), and optionally any other field of
-`lt_plugins.commands.search.SearchJob` -- ``scope``, ``lr``, ``ema``
+`lt_plugins.recipes.SearchJob` -- ``scope``, ``lr``, ``ema``
 (moment matching's running average, default 0.5), ``model_kwargs``, ``scale_fan``,
 ``weight_init``, ``score_init``, ``exclude`` (modules left dense), ``batch`` and
 ``eval_at`` (steps at which FD is also measured). FD: 2,000 generated vs the 10,000 shipped
@@ -35,7 +35,7 @@ _RENAMED = {"ema": "ema_decay", "batch": "batch_size", "exclude": "exclude_modul
 
 def run(task: dict[str, Any]) -> dict[str, Any]:
     """One search (or dense training) of the grid; returns the task with its FD and seconds."""
-    from lt_plugins.commands.search import SearchJob, run_search
+    from lt_plugins.recipes import SearchJob, run_search
 
     torch.set_num_threads(1)
     fields = {_RENAMED.get(key, key): value for key, value in task.items()}

@@ -11,6 +11,7 @@ Example:
 from .base_model import BaseModel
 from .config import TicketConfig
 from .data import ImageFolder, load_images, load_mnist
+from .errors import LTPluginsError
 from .features import TimmFeatures, efficientnet_lite0, feature_net, mnist_feature_net, random_resnet18, vgg19_bn
 from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
 from .metrics import class_coverage, evaluate, inception_metrics, recognisability
@@ -25,6 +26,7 @@ __all__ = [
     "DenoisingObjective",
     "Density",
     "ImageFolder",
+    "LTPluginsError",
     "MMD",
     "MomentMatching",
     "NonFiniteLossError",

@@ -9,13 +9,10 @@ one for the same global batch (see docs/multi_gpu.md).
 from __future__ import annotations
 
 import contextlib
-import gc
-import hashlib
 import json
 import logging
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,18 +22,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import atomic_path
+from .checkpoints import CHECKPOINT_NAME, data_key, load_checkpoint, restore_checkpoint, save_checkpoint
 from .adapters import adapter_for
+from .distributed import asks_for_cpu, global_batch_norm, process_state, sum_over_processes_, world
+from .distributed import end_processes  # noqa: F401  (its documented place before lt_plugins.distributed)
+from .errors import LTPluginsError
 from .generate import Generate, LatentCall, as_latent_shape
 from .init import keyed_generator
 from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
-from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
+from .objectives.base import Objective
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "checkpoint.pt"
-# 2 added "run" (what the run was) and "sha256" (of the content); see _save_checkpoint.
-CHECKPOINT_FORMAT = 2
-PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 
 
 @contextlib.contextmanager
@@ -50,7 +46,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(LTPluginsError, FloatingPointError):
     """The loss became NaN or infinite; the step was not applied."""
 
 
@@ -87,284 +83,6 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | N
     nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
     with atomic_path(path) as tmp:
         save_image(images.detach().float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png")
-
-
-def _batch_norm_over_processes(self: nn.modules.batchnorm._BatchNorm, input: torch.Tensor) -> torch.Tensor:
-    """BatchNorm forward that, in training mode, normalises with the moments of the global batch.
-
-    What `torch.nn.SyncBatchNorm` does, on any device (SyncBatchNorm refuses CPU tensors):
-    counts, sums and centred sums of squares go through the differentiable all-reduce, so
-    outputs, gradients and running statistics equal those of one process on the whole batch.
-    In eval mode nothing is exchanged (sample grids are made on the main process alone).
-    """
-    if not self.training:
-        return type(self).forward(self, input)
-    self._check_input_dim(input)
-    dims = [0, *range(2, input.ndim)]
-    shape = [1, -1] + [1] * (input.ndim - 2)
-    x = input.float()
-    local_count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
-    totals = sum_over_processes(torch.cat([x.sum(dims), local_count]))  # one all-reduce: sums and count
-    count = totals[-1].detach()
-    mean = totals[:-1] / count
-    centred = x - mean.view(shape)
-    var = sum_over_processes(centred.square().sum(dims)) / count
-    out = centred * torch.rsqrt(var + self.eps).view(shape)
-    if self.affine:
-        out = out * self.weight.view(shape) + self.bias.view(shape)
-    if self.track_running_stats:
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            unbiased = var * (count / (count - 1).clamp_min(1))
-            self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-    return out.to(input.dtype)
-
-
-@contextlib.contextmanager
-def _global_batch_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """While active, plain BatchNorm layers of ``model`` use global-batch statistics in training.
-
-    The layers are not replaced (the user's model keeps its modules and state_dict keys):
-    each gets an instance-level ``forward`` that is removed again on exit.
-    """
-    layers = [
-        m for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
-        and "forward" not in m.__dict__
-    ] if enabled else []
-    for layer in layers:
-        layer.forward = _batch_norm_over_processes.__get__(layer)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.__dict__["forward"]
-
-
-def _launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _asks_for_cpu(device: str | torch.device | None) -> bool:
-    if device is not None:
-        return torch.device(device).type == "cpu"
-    # Under a multi-process launch with no GPU, Accelerate's default state counts one process
-    # where torch.distributed counts them all: ask for CPU processes then.
-    return _launched() and not torch.cuda.is_available()
-
-
-def _check_device_exists(device: str | torch.device | None) -> None:
-    """An explicitly requested accelerator that this machine lacks is an error, not a silent CPU run."""
-    if device is None:
-        return
-    device = torch.device(device)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index is not None and device.index >= count):
-            raise ValueError(
-                f"device={str(device)!r} was asked for, but torch sees {count} CUDA device(s) here. Use "
-                "device='cpu', or device=None to take what is there."
-            )
-    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError("device='mps' was asked for, but MPS is not available here; use device='cpu' or None.")
-
-
-def process_state(device: str | torch.device | None = None):
-    """Accelerate's state of this process (``accelerate.PartialState``), asked for ``device``
-    the way `TicketSearch` asks: None is Accelerate's choice (each process's own GPU under
-    ``accelerate launch``), except under a multi-process launch with no GPU, where it asks
-    for CPU processes; ``"cuda:N"`` in one process makes N the current CUDA device, which
-    Accelerate's single-process device follows.
-
-    Example:
-        >>> process_state("cpu").device
-        device(type='cpu')
-    """
-    from accelerate import PartialState
-
-    _check_device_exists(device)
-    if device is not None and not _launched():
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is not None:
-            torch.cuda.set_device(device)
-    return PartialState(cpu=_asks_for_cpu(device))
-
-
-def end_processes() -> None:
-    """End a multi-process script cleanly: wait for every rank, free, close the process group.
-
-    Call it once, last, in a script started with ``accelerate launch`` or ``torchrun``
-    (a no-op in a single process). `TicketSearch.run` drops its own DDP wrapper and
-    optimizer but leaves the process group open, so that you can evaluate, save or search
-    again; torch asks for the group to be destroyed before exit (left to interpreter
-    shutdown, gloo runs have been reported to abort with SIGABRT after the work was done).
-
-    Example:
-        >>> from lt_plugins.search import end_processes
-        >>> end_processes()  # one process: nothing to do
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    from accelerate import PartialState
-
-    state = PartialState()
-    state.wait_for_everyone()
-    gc.collect()
-    state.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: what a run was, and whether the file is intact
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from: damaged, or written by a run with other settings.
-
-    Example:
-        >>> issubclass(CheckpointError, ValueError)
-        True
-    """
-
-
-_CHECKPOINT_TYPES = {
-    "format": int, "step": int, "steps": int, "dense": bool, "run": dict, "generator": dict, "optimizer": dict,
-    "scheduler": dict, "objective": dict, "losses": list, "sha256": str,
-}
-
-
-def data_key(real: torch.Tensor) -> dict[str, Any]:
-    """Shape, dtype and a cheap hash of a real image tensor: the sha256 of about 2**20 evenly spaced values.
-
-    Cheap for every run (tens of ms for the shipped MNIST), and exact: no floating-point
-    reduction, whose rounding could depend on the thread count. Any change of shape, of
-    order, or of values that the sample hits (some in every image, for sets under 2**20 images)
-    gives another key.
-
-    Example:
-        >>> a = torch.zeros(4, 1, 8, 8)
-        >>> data_key(a) == data_key(a.clone()), data_key(a) == data_key(a + 1)
-        (True, False)
-    """
-    if hasattr(real, "fingerprint"):  # an ImageFolder streamed from disk: its files' paths, sizes and times
-        return {"shape": list(real.shape), "dtype": "ImageFolder", "sha256": real.fingerprint()}
-    flat = real.detach().reshape(-1)
-    step = max(1, flat.numel() >> 20)
-    digest = hashlib.sha256(flat[::step].to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return {"shape": list(real.shape), "dtype": str(real.dtype).removeprefix("torch."), "sha256": digest.hexdigest()}
-
-
-def _update_digest(digest: Any, value: Any) -> None:
-    """Feed ``value`` (nested dicts, lists, tensors, scalars) to ``digest`` in one canonical order."""
-    if isinstance(value, dict):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            digest.update(repr(key).encode() + b":")
-            _update_digest(digest, value[key])
-        digest.update(b"}")
-    elif isinstance(value, (list, tuple)):
-        digest.update(b"[" if isinstance(value, list) else b"(")
-        for item in value:
-            _update_digest(digest, item)
-        digest.update(b"]")
-    elif isinstance(value, torch.Tensor):
-        tensor = value.detach().to("cpu").contiguous()
-        digest.update(f"tensor:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    else:
-        digest.update(f"{type(value).__name__}:{value!r};".encode())
-
-
-def checkpoint_digest(state: dict[str, Any]) -> str:
-    """sha256 of a checkpoint's content (every entry but ``"sha256"``), independent of how torch pickles it.
-
-    Example:
-        >>> checkpoint_digest({"step": 1, "t": torch.ones(2)}) == checkpoint_digest({"t": torch.ones(2), "step": 1})
-        True
-    """
-    digest = hashlib.sha256()
-    _update_digest(digest, {k: v for k, v in state.items() if k != "sha256"})
-    return digest.hexdigest()
-
-
-def _damaged(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"checkpoint damaged: {path} {problem}")
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The state saved in checkpoint ``path``, after checking its structure and sha256.
-
-    Raises `CheckpointError` starting "checkpoint damaged:" for any damage (bit flips,
-    truncation, wrong types, missing entries), never a raw unpickling error.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoint.pt"
-        >>> _ = path.write_bytes(b"PK\x03\x04 not really")
-        >>> read_checkpoint(path)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        lt_plugins.search.CheckpointError: checkpoint damaged: ... is not a readable checkpoint (...
-    """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling raises anything: zip, EOF, pickle, unicode errors
-        message = " ".join(str(err).split())[:200] or type(err).__name__
-        raise _damaged(path, f"is not a readable checkpoint ({message}).") from err
-    if not isinstance(state, dict):
-        raise _damaged(path, f"holds a {type(state).__name__}, not a checkpoint's dict.")
-    if state.get("format") == 1:
-        raise CheckpointError(
-            f"{path} was written by an older lt_plugins (checkpoint format 1), which records neither its run's "
-            "settings nor a hash, so resuming from it cannot be checked: delete it, or use another output folder."
-        )
-    for key, kind in _CHECKPOINT_TYPES.items():
-        if key not in state:
-            raise _damaged(path, f"has no {key!r} entry.")
-        if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
-            raise _damaged(path, f"entry {key!r} is a {type(state[key]).__name__}, not a {kind.__name__}.")
-    if state["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} has checkpoint format {state['format']}; this lt_plugins reads format {CHECKPOINT_FORMAT}."
-        )
-    if state["sha256"] != checkpoint_digest(state):
-        raise _damaged(path, "does not match the sha256 it was saved with: its content changed after saving.")
-    if not 0 <= state["step"] <= state["steps"] or len(state["losses"]) != state["step"]:
-        raise _damaged(
-            path, f"is inconsistent: step {state['step']} of {state['steps']}, {len(state['losses'])} losses."
-        )
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["generator"].items()):
-        raise _damaged(path, "entry 'generator' is not a state_dict of named tensors.")
-    return state
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flat(item, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: value}
-
-
-def record_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"field: checkpoint X, this run Y"`` for each setting that differs between two run records.
-
-    Example:
-        >>> record_differences({"seed": 0, "config": {"density": 0.1}}, {"seed": 1, "config": {"density": 0.1}})
-        ['seed: checkpoint 0, this run 1']
-    """
-    old, new = _flat(saved), _flat(current)
-    out = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key, "(not recorded)") != new.get(key, "(not recorded)"):
-            show = [repr(v)[:80] for v in (old.get(key, "(not recorded)"), new.get(key, "(not recorded)"))]
-            out.append(f"{key}: checkpoint {show[0]}, this run {show[1]}")
-    return out
 
 
 class TicketSearch:
@@ -537,7 +255,7 @@ class TicketSearch:
         from accelerate import Accelerator
 
         process_state(self.device)
-        accelerator = Accelerator(cpu=_asks_for_cpu(self.device), mixed_precision=self.mixed_precision)
+        accelerator = Accelerator(cpu=asks_for_cpu(self.device), mixed_precision=self.mixed_precision)
         if accelerator.num_processes != world()[1]:
             raise RuntimeError(
                 f"torch.distributed runs {world()[1]} processes but Accelerate sees {accelerator.num_processes}: "
@@ -547,7 +265,15 @@ class TicketSearch:
         return accelerator
 
     def _load_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
-        start = self._load_local_checkpoint(model, optimizer, scheduler, steps)
+        start = 0
+        found = self.checkpoint_path and load_checkpoint(self.checkpoint_path, run=self._run_record(model, steps),
+                                                         steps=steps, dense=self.dense)
+        if found:
+            state, used = found
+            restore_checkpoint(state, used, model=model, optimizer=optimizer, scheduler=scheduler,
+                               objective=self.objective)
+            self.result.losses = [float(v) for v in state["losses"]]
+            start = int(state["step"])
         rank, size = world()
         if size > 1:  # every rank must continue from the same step, or the collectives fall out of step
             starts = torch.zeros(size, dtype=torch.float64, device=next(model.parameters()).device)
@@ -587,88 +313,10 @@ class TicketSearch:
         }
         return json.loads(json.dumps(record, default=repr))
 
-    def _load_local_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
-        path = self.checkpoint_path
-        if path is None:
-            return 0
-        previous = path.with_name(PREVIOUS_CHECKPOINT_NAME)
-        if not path.exists() and not previous.exists():
-            warnings.warn(f"resume=True, but {path} does not exist: the search starts from step 0.", stacklevel=4)
-            return 0
-        try:
-            if not path.exists():  # a save was interrupted between its two renames
-                raise _damaged(path, "is missing (a save was interrupted).")
-            state, used = read_checkpoint(path), path
-        except CheckpointError as err:
-            if not str(err).startswith("checkpoint damaged"):
-                raise
-            if not previous.exists():
-                raise CheckpointError(
-                    f"{err} No previous checkpoint ({previous.name}) is left to fall back on: delete {path} to start "
-                    "over, or use another output folder."
-                ) from err
-            try:
-                state, used = read_checkpoint(previous), previous
-            except CheckpointError as second:
-                raise CheckpointError(
-                    f"{err} The previous one is not usable either: {second} Delete both to start over."
-                ) from second
-            warnings.warn(f"{err} Resuming from the previous checkpoint {previous} (step {state['step']}).",
-                          stacklevel=4)
-        differences = record_differences(state["run"], self._run_record(model, steps))
-        if differences:
-            head = f"{used} was written by another run"
-            if state["steps"] != steps or state["dense"] != self.dense:
-                head = (f"{used} belongs to a search of {state['steps']} steps (dense={state['dense']}); this one has "
-                        f"{steps} steps (dense={self.dense})")
-            raise CheckpointError(
-                f"{head}; these settings differ: {'; '.join(differences)}. Resume with the checkpoint's settings, "
-                "or search into another output folder (or delete the checkpoint to start over)."
-            )
-        ours = model.state_dict()
-        theirs = state["generator"]
-        wrong = sorted(set(ours) ^ set(theirs)) or [k for k in ours if tuple(ours[k].shape) != tuple(theirs[k].shape)]
-        if wrong:
-            raise _damaged(used, f"does not hold this generator's tensors ({wrong[:3]} differ).")
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.objective.load_state_dict(state["objective"])
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as err:
-            raise _damaged(used, f"has an optimizer, schedule or objective state that does not fit ({err}).") from err
-        model.load_state_dict(theirs)
-        self.result.losses = [float(v) for v in state["losses"]]
-        return int(state["step"])
-
     def _save_checkpoint(self, model, optimizer, scheduler, step: int, steps: int) -> None:
-        """Write ``checkpoint.pt`` atomically, keeping the one before as ``checkpoint.prev.pt``.
-
-        The content carries its sha256 (`checkpoint_digest`) and the run record, so resume
-        can refuse a damaged file or another run's. Stale temporary files of a save killed
-        mid-way are removed first.
-        """
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "steps": steps,
-            "dense": self.dense,
-            "run": self._run_record(model, steps),
-            "generator": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "objective": self.objective.state_dict(),
-            "losses": list(self.result.losses),
-        }
-        state["sha256"] = checkpoint_digest(state)
-        path = self.checkpoint_path
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            if path.exists():
-                os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
+        save_checkpoint(self.checkpoint_path, step=step, steps=steps, dense=self.dense,
+                        run=self._run_record(model, steps), model=model, optimizer=optimizer, scheduler=scheduler,
+                        objective=self.objective, losses=self.result.losses)
 
     def run(self, real: Any, steps: int = 2000, resume: bool = False):
         """Search for ``steps`` steps against ``real`` images; return the `lt.Ticket`.
@@ -710,7 +358,7 @@ class TicketSearch:
                    disable=not (self.progress and accelerator.is_local_main_process))
         try:
             # Plain BatchNorm normalises over the global batch while the search runs (see sync_batchnorm).
-            with _global_batch_norm(model, self.sync_batchnorm and world_size > 1):
+            with global_batch_norm(model, self.sync_batchnorm and world_size > 1):
                 began = time.perf_counter()
                 for step in bar:
                     with accelerator.autocast():

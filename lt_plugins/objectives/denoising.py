@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Objective, world
+from ..distributed import world
+from .base import Objective
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .base import Objective, frozen, rows_of_all_processes, world
+from ..distributed import rows_of_all_processes, world
+from .base import Objective, frozen
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:

@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._io import atomic_path, cache_dir
-from .base import Objective, frozen, sum_over_processes, sum_over_processes_, world
+from ..distributed import sum_over_processes, sum_over_processes_, world
+from .base import Objective, frozen
 
 MOMENTS_FORMAT = 1
 
