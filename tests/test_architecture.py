@@ -35,6 +35,20 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def test_no_module_of_the_package_is_over_500_lines():
+    sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    long = {name: n for name, n in sizes.items() if n > 500}
+    assert not long, f"modules over 500 lines (split them, one job each): {long}"
+
+
+def test_feature_network_classes_keep_their_public_module():
+    """feature_key hashes the class path, and cached real-data moments are keyed by it: the split into
+    lt_plugins/features/ must not rename the classes' home."""
+    from lt_plugins.features import MNISTFeatureNet, TimmFeatures, VGG19BNFeatures
+
+    assert {c.__module__ for c in (MNISTFeatureNet, TimmFeatures, VGG19BNFeatures)} == {"lt_plugins.features"}
+
+
 def test_the_ticket_package_asks_masking_for_the_parametrization_layout():
     for path in sorted((PACKAGE / "ticket").glob("*.py")):
         imported = _imports(path)
