@@ -20,6 +20,7 @@ from .targets import _full_name
 # score positive, so a search continued from pinned masks has a gradient sign everywhere.
 SCORE_FLOOR = 0.01
 
+
 class _MaskedWeight(torch.autograd.Function):
     """The masked weight forward; straight-through backward to the scores.
 

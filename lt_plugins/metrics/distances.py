@@ -113,7 +113,6 @@ def prdc(real_feats: ArrayLike, fake_feats: ArrayLike, k: int = 5) -> dict[str, 
     }
 
 
-
 def _as_float64(x: ArrayLike) -> torch.Tensor:
     """A float64 CPU tensor: the D x D algebra is small, and LAPACK on the CPU is exact."""
     if isinstance(x, torch.Tensor):
