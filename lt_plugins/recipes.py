@@ -7,7 +7,7 @@ benchmarks and the CLI both call `run_search`.
 
 Example:
     >>> job = SearchJob(density=0.2, steps=10)
-    >>> job.density, job.batch_size == inspect.signature(TicketSearch).parameters["batch_size"].default
+    >>> job.density, job.batch_size == inspect.signature(SearchLoop).parameters["batch_size"].default
     (0.2, True)
 """
 
@@ -25,7 +25,7 @@ from torch import nn
 from ._repr import bounded_repr
 from .config import SCOPES, SCORE_INITS, WEIGHT_INITS, TicketConfig
 from .distributed import process_state
-from .search import TicketSearch
+from .search import SearchLoop
 
 GENERATORS = ("dcgan", "stylegan")
 # The CLI draws weights afresh: "keep" masks a pretrained base, which only the library API takes.
@@ -44,8 +44,8 @@ def _ticket_option(name: str, **metadata: Any) -> Any:
 
 
 def _search_option(name: str, help: str, **metadata: Any) -> Any:
-    """A SearchJob field with `TicketSearch`'s default for ``name``."""
-    return _option(inspect.signature(TicketSearch).parameters[name].default, help, **metadata)
+    """A SearchJob field with the default of ``name`` in `TicketSearch` and `DenseSearch` (their `SearchLoop`)."""
+    return _option(inspect.signature(SearchLoop).parameters[name].default, help, **metadata)
 
 
 @dataclass
@@ -247,11 +247,10 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
             evals[info.step] = measure()["fd"]
 
     out = Path(job.out)
-    search = lt.TicketSearch(
+    search = (lt.DenseSearch if job.dense else lt.TicketSearch)(
         generator, objective, latent_shape=job.latent_shape and tuple(job.latent_shape), generate=job.generate,
-        batch_size=job.batch_size, lr=job.lr, dense=job.dense,
-        output_dir=out / "search", checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device),
-        progress=job.progress, callbacks=[measure_at],
+        batch_size=job.batch_size, lr=job.lr, output_dir=out / "search", checkpoint_every=job.checkpoint_every,
+        seed=job.seed, device=str(device), progress=job.progress, callbacks=[measure_at],
     )
     before = measure() if job.measure_random_init and process.is_main_process else None
     began = time.perf_counter()

@@ -21,7 +21,7 @@ from torch import nn
 
 from .._io import atomic_path, cache_dir
 from ..distributed import sum_over_processes, sum_over_processes_, world
-from .base import Objective, frozen
+from .base import ImageObjective, frozen
 
 MOMENTS_FORMAT = 1
 
@@ -98,7 +98,7 @@ def images_fingerprint(images: Any) -> str:
     return digest.hexdigest()
 
 
-class MomentMatching(Objective):
+class MomentMatching(ImageObjective):
     """Match per-feature means and variances of real and generated images.
 
     Args:
