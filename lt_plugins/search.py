@@ -9,7 +9,6 @@ one for the same global batch (see docs/multi_gpu.md).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -23,7 +22,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import atomic_path
-from .checkpoints import CHECKPOINT_NAME, data_key, load_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoints import (
+    CHECKPOINT_NAME, data_key, load_checkpoint, restore_checkpoint, run_record, save_checkpoint,
+)
 from .adapters import adapter_for
 from .distributed import asks_for_cpu, global_batch_norm, process_state, sum_over_processes_, world
 from .distributed import end_processes  # noqa: F401  (its documented place before lt_plugins.distributed)
@@ -224,7 +225,7 @@ class SearchLoop:
 
     def _load_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
         start = 0
-        found = self.checkpoint_path and load_checkpoint(self.checkpoint_path, run=self._run_record(model, steps),
+        found = self.checkpoint_path and load_checkpoint(self.checkpoint_path, run=run_record(self, model, steps),
                                                          steps=steps, dense=self.dense)
         if found:
             state, used = found
@@ -244,36 +245,9 @@ class SearchLoop:
                 )
         return start
 
-    def _run_record(self, model: nn.Module, steps: int) -> dict[str, Any]:
-        """What this run is, as plain JSON values: a checkpoint of another run is refused on resume."""
-        from .masking import wrap_config
-
-        objective = self.objective.describe()
-        features = getattr(self.objective, "features", None)
-        if isinstance(features, nn.Module):
-            from .features import feature_key
-
-            objective = {**objective, "features_key": feature_key(features)}
-        latent_shape = getattr(self, "latent_shape", None)
-        record = {
-            "ticket_config": None if self.dense else wrap_config(model).to_dict(),
-            "dense": self.dense,
-            "steps": steps,
-            "lr": self.lr,
-            "betas": list(self.betas),
-            "batch_size": self.batch_size,
-            "processes": world()[1],
-            "seed": self.seed,
-            "latent_dim": self.latent_dim,
-            "latent_shape": None if latent_shape is None else list(latent_shape),
-            "objective": objective,
-            "data": getattr(self, "_data_key", None),
-        }
-        return json.loads(json.dumps(record, default=repr))
-
     def _save_checkpoint(self, model, optimizer, scheduler, step: int, steps: int) -> None:
         save_checkpoint(self.checkpoint_path, step=step, steps=steps, dense=self.dense,
-                        run=self._run_record(model, steps), model=model, optimizer=optimizer, scheduler=scheduler,
+                        run=run_record(self, model, steps), model=model, optimizer=optimizer, scheduler=scheduler,
                         objective=self.objective, losses=self.result.losses)
 
     def _train(self, real: Any, steps: int, resume: bool) -> tuple[nn.Module, torch.Tensor]:
@@ -315,19 +289,10 @@ class SearchLoop:
                 began = time.perf_counter()
                 for step in bar:
                     with accelerator.autocast():
-                        if isinstance(self.objective, ModelObjective):
-                            loss = self.objective(ddp_model, self.batch_size)
-                        else:
-                            z = self.latents(step, self.batch_size, rank, world_size).to(accelerator.device)
-                            loss = self.objective(self.call(ddp_model, z))
-                    finite = sum_over_processes_(torch.isfinite(loss.detach()).float())
-                    if int(finite) != world_size:
-                        last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
-                        raise NonFiniteLossError(
-                            f"Loss is {loss.item()} at step {step}; the step was not applied. "
-                            + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
-                            + "lower lr or check the objective's inputs."
-                        )
+                        loss = self._loss(ddp_model, step, rank, world_size, accelerator.device)
+                    if int(sum_over_processes_(torch.isfinite(loss.detach()).float())) != world_size:
+                        raise NonFiniteLossError(f"Loss is {loss.item()} at step {step}; the step was not applied. "
+                                                 f"{self._resume_hint()}lower lr or check the objective's inputs.")
                     optimizer.zero_grad(set_to_none=True)
                     accelerator.backward(loss)
                     self._check_gradients(optimizer, step)
@@ -357,16 +322,24 @@ class SearchLoop:
             save_image_grid(samples, self.output_dir / "samples.png")
         return model, samples
 
+    def _loss(self, model: nn.Module, step: int, rank: int, world_size: int, device: torch.device) -> torch.Tensor:
+        """This step's loss: a model objective is handed the model, an image objective this step's images."""
+        if isinstance(self.objective, ModelObjective):
+            return self.objective(model, self.batch_size)
+        return self.objective(self.call(model, self.latents(step, self.batch_size, rank, world_size).to(device)))
+
+    def _resume_hint(self) -> str:
+        last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
+        return f"The last good checkpoint is {last} (resume=True continues from it); " if last else ""
+
     def _check_gradients(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         """A non-finite gradient would make non-finite scores (and drop weights from the mask): stop before the step."""
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
-            last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
             raise NonFiniteLossError(
                 f"The gradient of the scores is NaN or infinite at step {step} although the loss is finite; the "
-                "step was not applied, so the scores stay finite. "
-                + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
-                + "lower lr, or check the generator for operations with unbounded gradients."
+                f"step was not applied, so the scores stay finite. {self._resume_hint()}lower lr, or check the "
+                "generator for operations with unbounded gradients."
             )
 
     def _check_shapes(self, model: nn.Module, real: torch.Tensor, device: torch.device) -> None:
