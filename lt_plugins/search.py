@@ -22,10 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import atomic_path
-from .checkpoints import (
-    CHECKPOINT_NAME, data_key, load_checkpoint, restore_checkpoint, run_record, save_checkpoint,
-)
 from .adapters import adapter_for
+from .checkpoints import CHECKPOINT_NAME, data_key, load_checkpoint, restore_checkpoint, run_record, save_checkpoint
 from .distributed import asks_for_cpu, global_batch_norm, process_state, sum_over_processes_, world
 from .distributed import end_processes  # noqa: F401  (its documented place before lt_plugins.distributed)
 from .errors import LTPluginsError
@@ -189,6 +187,7 @@ class SearchLoop:
         gen = keyed_generator(self.seed, "latent", str(step))
         return self.call.latents(batch * world_size, gen)[rank * batch : (rank + 1) * batch]
 
+    @torch.no_grad()
     def sample(self, model: nn.Module | None = None, device: torch.device | None = None) -> torch.Tensor:
         """The sample grid's images, in eval mode, from draws fixed by ``seed``: a model objective's own
         sampler (`lt.ModelObjective.sample`, DDIM for UNets), else the latents through `LatentCall`."""
