@@ -25,6 +25,7 @@ from torch import nn
 from ._repr import bounded_repr
 from .config import SCOPES, SCORE_INITS, WEIGHT_INITS, TicketConfig
 from .distributed import process_state
+from .objectives.moments import NORMALISATIONS, MomentMatching
 from .search import SearchLoop
 
 GENERATORS = ("dcgan", "stylegan")
@@ -41,6 +42,11 @@ def _ticket_option(name: str, **metadata: Any) -> Any:
     """A SearchJob field with `TicketConfig`'s default and help for ``name``."""
     source = TicketConfig.__dataclass_fields__[name]
     return _option(source.default, **{"help": source.metadata["help"], **metadata})
+
+
+def _moments_option(name: str, help: str, **metadata: Any) -> Any:
+    """A SearchJob field with `MomentMatching`'s default for ``name``."""
+    return _option(inspect.signature(MomentMatching).parameters[name].default, help, **metadata)
 
 
 def _search_option(name: str, help: str, **metadata: Any) -> Any:
@@ -85,8 +91,11 @@ class SearchJob:
     exclude_modules: list[str] | None = _ticket_option("exclude_modules", metavar="NAME")
     objective: str = _option("moments", "feature moment matching (mean and variance) or its kernel form, MMD",
                              choices=("moments", "mmd"))
-    ema_decay: float = _option(0.5, "moments: weight of the running average of fake-feature moments "
-                                    "(0 = this batch only)")
+    ema_decay: float = _moments_option("ema_decay", "moments: weight of the running average of fake-feature "
+                                                    "moments (0 = this batch only)")
+    normalise: str = _moments_option("normalise", "moments: 'layer' weighs every feature map the same (each "
+                                                  "map's terms divided by its real variance); 'none': raw moments",
+                                     choices=NORMALISATIONS)
     steps: int = _option(600, "optimisation steps")
     batch_size: int = _search_option("batch_size", "latents per step per process")
     lr: float | None = _search_option("lr", "Adam learning rate (default: the family's; DCGAN 0.1 scores, 3e-3 dense)")
@@ -231,7 +240,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
 
     features = feature_net(job.features, device=device)
     if job.objective == "moments":
-        objective = lt.MomentMatching(features, ema_decay=job.ema_decay)
+        objective = lt.MomentMatching(features, ema_decay=job.ema_decay, normalise=job.normalise)
     else:
         objective = lt.MMD(features, seed=job.seed)
     metric_net = evaluation_net(device, job.metric_features, real.shape[1], job.features)
