@@ -1,8 +1,8 @@
 """Recipes: the layer between the command line and the library -- one ticket search described as data, run end to end.
 
 `SearchJob` is every setting of ``lt-plugins search``, each defined once: a dataclass field
-whose ``metadata["help"]`` is its documentation and whose default comes from `TicketConfig`
-or `TicketSearch` where the library has one; the CLI makes its flags from these fields. The
+whose ``metadata["help"]`` is its documentation and whose default comes from `TicketConfig`,
+`TicketSearch` or `MomentMatching` where the library has one; the CLI makes its flags from these fields. The
 benchmarks and the CLI both call `run_search`.
 
 Example:
