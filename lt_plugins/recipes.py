@@ -164,8 +164,8 @@ def metric_features_name(name: str, channels: int, loss_features: str | None = N
     """The `feature_net` name of the reported metrics: ``name`` itself, or for ``"auto"`` one chosen
     by the images' ``channels`` and never the loss's network ``loss_features``.
 
-    Grey images: the shipped MNIST classifier of seed 1 (``mnist:1``; seed 0 when the loss is
-    ``mnist:1``), which also gives the recognisable share. RGB images: timm's ResNet-18 at a
+    Grey images: the shipped MNIST classifier of seed 1 (``mnist:1``; seed 0 when the loss uses
+    ``mnist:1``, seed 3 when it uses both), which also gives the recognisable share. RGB images: timm's ResNet-18 at a
     seeded random init (``resnet18_random``; seed 1 when the loss is that one), which needs no
     weights and shares nothing with the ImageNet networks a loss matches.
 
@@ -174,11 +174,18 @@ def metric_features_name(name: str, channels: int, loss_features: str | None = N
         ('mnist:1', 'resnet18_random')
         >>> metric_features_name("auto", 1, "mnist:1"), metric_features_name("vgg19_bn", 3)
         ('mnist', 'vgg19_bn')
+        >>> metric_features_name("auto", 1, "mnist+mnist:1")  # no network of a stacked loss either
+        'mnist:3'
     """
     if name != "auto":
         return name
-    chosen, other = ("mnist:1", "mnist") if channels == 1 else ("resnet18_random", "resnet18_random:1")
-    return other if loss_features in (chosen, chosen + ":0") else chosen
+    in_loss = {part.removesuffix(":0") for part in (loss_features or "").split("+")}
+    candidates = ("mnist:1", "mnist", "mnist:3") if channels == 1 else ("resnet18_random", "resnet18_random:1")
+    chosen = next((c for c in candidates if c not in in_loss), None)
+    if chosen is None:
+        raise ValueError(f"the loss's features {loss_features!r} use every automatic metric network "
+                         f"({', '.join(candidates)}); name another with --metric-features.")
+    return chosen
 
 
 def evaluation_net(
