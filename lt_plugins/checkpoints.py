@@ -10,6 +10,7 @@ and resuming falls back on the previous one.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -171,6 +172,46 @@ def record_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
             show = [repr(v)[:80] for v in (old.get(key, "(not recorded)"), new.get(key, "(not recorded)"))]
             out.append(f"{key}: checkpoint {show[0]}, this run {show[1]}")
     return out
+
+
+def run_record(search: Any, model: nn.Module, steps: int) -> dict[str, Any]:
+    """What the run of ``search`` (a `TicketSearch` or `DenseSearch`) over ``steps`` is, as plain JSON values:
+    a checkpoint records it, and a resume with any of them changed is refused (`record_differences`).
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> from lt_plugins.models import DCGANGenerator
+        >>> gen = lt.wrap(DCGANGenerator(nz=8, ngf=8, nc=1, image_size=8))
+        >>> search = lt.TicketSearch(gen, lt.MMD(lambda x: [x.flatten(1)]), progress=False)
+        >>> record = run_record(search, gen, steps=10)
+        >>> record["steps"], record["latent_shape"], record["ticket_config"]["density"]
+        (10, [8], 0.1)
+    """
+    from .distributed import world
+    from .masking import wrap_config
+
+    objective = search.objective.describe()
+    features = getattr(search.objective, "features", None)
+    if isinstance(features, nn.Module):
+        from .features import feature_key
+
+        objective = {**objective, "features_key": feature_key(features)}
+    latent_shape = search.latent_shape
+    record = {
+        "ticket_config": None if search.dense else wrap_config(model).to_dict(),
+        "dense": search.dense,
+        "steps": steps,
+        "lr": search.lr,
+        "betas": list(search.betas),
+        "batch_size": search.batch_size,
+        "processes": world()[1],
+        "seed": search.seed,
+        "latent_dim": search.latent_dim,
+        "latent_shape": None if latent_shape is None else list(latent_shape),
+        "objective": objective,
+        "data": getattr(search, "_data_key", None),
+    }
+    return json.loads(json.dumps(record, default=repr))
 
 
 def save_checkpoint(path: Path, *, step: int, steps: int, dense: bool, run: dict[str, Any], model: nn.Module,

@@ -1,13 +1,13 @@
 """Recipes: the layer between the command line and the library -- one ticket search described as data, run end to end.
 
 `SearchJob` is every setting of ``lt-plugins search``, each defined once: a dataclass field
-whose ``metadata["help"]`` is its documentation and whose default comes from `TicketConfig`
-or `TicketSearch` where the library has one; the CLI makes its flags from these fields. The
+whose ``metadata["help"]`` is its documentation and whose default comes from `TicketConfig`,
+`TicketSearch` or `MomentMatching` where the library has one; the CLI makes its flags from these fields. The
 benchmarks and the CLI both call `run_search`.
 
 Example:
     >>> job = SearchJob(density=0.2, steps=10)
-    >>> job.density, job.batch_size == inspect.signature(TicketSearch).parameters["batch_size"].default
+    >>> job.density, job.batch_size == inspect.signature(SearchLoop).parameters["batch_size"].default
     (0.2, True)
 """
 
@@ -25,7 +25,8 @@ from torch import nn
 from ._repr import bounded_repr
 from .config import SCOPES, SCORE_INITS, WEIGHT_INITS, TicketConfig
 from .distributed import process_state
-from .search import TicketSearch
+from .objectives.moments import NORMALISATIONS, MomentMatching
+from .search import SearchLoop
 
 GENERATORS = ("dcgan", "stylegan")
 # The CLI draws weights afresh: "keep" masks a pretrained base, which only the library API takes.
@@ -43,9 +44,14 @@ def _ticket_option(name: str, **metadata: Any) -> Any:
     return _option(source.default, **{"help": source.metadata["help"], **metadata})
 
 
+def _moments_option(name: str, help: str, **metadata: Any) -> Any:
+    """A SearchJob field with `MomentMatching`'s default for ``name``."""
+    return _option(inspect.signature(MomentMatching).parameters[name].default, help, **metadata)
+
+
 def _search_option(name: str, help: str, **metadata: Any) -> Any:
-    """A SearchJob field with `TicketSearch`'s default for ``name``."""
-    return _option(inspect.signature(TicketSearch).parameters[name].default, help, **metadata)
+    """A SearchJob field with the default of ``name`` in `TicketSearch` and `DenseSearch` (their `SearchLoop`)."""
+    return _option(inspect.signature(SearchLoop).parameters[name].default, help, **metadata)
 
 
 @dataclass
@@ -85,8 +91,11 @@ class SearchJob:
     exclude_modules: list[str] | None = _ticket_option("exclude_modules", metavar="NAME")
     objective: str = _option("moments", "feature moment matching (mean and variance) or its kernel form, MMD",
                              choices=("moments", "mmd"))
-    ema_decay: float = _option(0.5, "moments: weight of the running average of fake-feature moments "
-                                    "(0 = this batch only)")
+    ema_decay: float = _moments_option("ema_decay", "moments: weight of the running average of fake-feature "
+                                                    "moments (0 = this batch only)")
+    normalise: str = _moments_option("normalise", "moments: 'layer' weighs every feature map the same (each "
+                                                  "map's terms divided by its real variance); 'none': raw moments",
+                                     choices=NORMALISATIONS)
     steps: int = _option(600, "optimisation steps")
     batch_size: int = _search_option("batch_size", "latents per step per process")
     lr: float | None = _search_option("lr", "Adam learning rate (default: the family's; DCGAN 0.1 scores, 3e-3 dense)")
@@ -155,8 +164,8 @@ def metric_features_name(name: str, channels: int, loss_features: str | None = N
     """The `feature_net` name of the reported metrics: ``name`` itself, or for ``"auto"`` one chosen
     by the images' ``channels`` and never the loss's network ``loss_features``.
 
-    Grey images: the shipped MNIST classifier of seed 1 (``mnist:1``; seed 0 when the loss is
-    ``mnist:1``), which also gives the recognisable share. RGB images: timm's ResNet-18 at a
+    Grey images: the shipped MNIST classifier of seed 1 (``mnist:1``; seed 0 when the loss uses
+    ``mnist:1``, seed 3 when it uses both), which also gives the recognisable share. RGB images: timm's ResNet-18 at a
     seeded random init (``resnet18_random``; seed 1 when the loss is that one), which needs no
     weights and shares nothing with the ImageNet networks a loss matches.
 
@@ -165,11 +174,18 @@ def metric_features_name(name: str, channels: int, loss_features: str | None = N
         ('mnist:1', 'resnet18_random')
         >>> metric_features_name("auto", 1, "mnist:1"), metric_features_name("vgg19_bn", 3)
         ('mnist', 'vgg19_bn')
+        >>> metric_features_name("auto", 1, "mnist+mnist:1")  # no network of a stacked loss either
+        'mnist:3'
     """
     if name != "auto":
         return name
-    chosen, other = ("mnist:1", "mnist") if channels == 1 else ("resnet18_random", "resnet18_random:1")
-    return other if loss_features in (chosen, chosen + ":0") else chosen
+    in_loss = {part.removesuffix(":0") for part in (loss_features or "").split("+")}
+    candidates = ("mnist:1", "mnist", "mnist:3") if channels == 1 else ("resnet18_random", "resnet18_random:1")
+    chosen = next((c for c in candidates if c not in in_loss), None)
+    if chosen is None:
+        raise ValueError(f"the loss's features {loss_features!r} use every automatic metric network "
+                         f"({', '.join(candidates)}); name another with --metric-features.")
+    return chosen
 
 
 def evaluation_net(
@@ -231,7 +247,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
 
     features = feature_net(job.features, device=device)
     if job.objective == "moments":
-        objective = lt.MomentMatching(features, ema_decay=job.ema_decay)
+        objective = lt.MomentMatching(features, ema_decay=job.ema_decay, normalise=job.normalise)
     else:
         objective = lt.MMD(features, seed=job.seed)
     metric_net = evaluation_net(device, job.metric_features, real.shape[1], job.features)
@@ -247,11 +263,10 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
             evals[info.step] = measure()["fd"]
 
     out = Path(job.out)
-    search = lt.TicketSearch(
+    search = (lt.DenseSearch if job.dense else lt.TicketSearch)(
         generator, objective, latent_shape=job.latent_shape and tuple(job.latent_shape), generate=job.generate,
-        batch_size=job.batch_size, lr=job.lr, dense=job.dense,
-        output_dir=out / "search", checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device),
-        progress=job.progress, callbacks=[measure_at],
+        batch_size=job.batch_size, lr=job.lr, output_dir=out / "search", checkpoint_every=job.checkpoint_every,
+        seed=job.seed, device=str(device), progress=job.progress, callbacks=[measure_at],
     )
     before = measure() if job.measure_random_init and process.is_main_process else None
     began = time.perf_counter()

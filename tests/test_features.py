@@ -201,3 +201,20 @@ def test_another_seed_is_another_network_in_its_own_file(tmp_path, monkeypatch):
     mnist_feature_net(cache_dir=tmp_path, seed=1)
     assert [c["seed"] for c in calls] == [0, 1]
     assert len(cached_files(tmp_path)) == 2
+
+
+def test_a_stack_of_networks_returns_every_map_and_has_its_own_moments_key():
+    from lt_plugins.features import FeatureStack, feature_key, feature_net
+    from lt_plugins.recipes import metric_features_name
+
+    x = load_mnist(limit=4)
+    first, second = feature_net("mnist"), feature_net("mnist:1")
+    stack = feature_net("mnist+mnist:1")
+    assert isinstance(stack, FeatureStack)
+    for got, want in zip(stack(x), first(x) + second(x)):
+        assert torch.equal(got, want)
+    keys = {feature_key(first), feature_key(stack), feature_key(feature_net("mnist:1+mnist"))}
+    assert len(keys) == 3  # cached moments of a stack are never those of a member, nor of another order
+    assert metric_features_name("auto", 1, "mnist+mnist:1") not in ("mnist", "mnist:1")
+    with pytest.raises(ValueError, match="--metric-features"):
+        metric_features_name("auto", 3, "resnet18_random+resnet18_random:1")

@@ -8,6 +8,7 @@ import inspect
 import lt_plugins as lt
 from lt_plugins.cli import build_parser
 from lt_plugins.recipes import SearchJob
+from lt_plugins.search import SearchLoop
 
 
 def _search_parser():
@@ -26,7 +27,7 @@ def test_every_search_job_field_has_a_cli_flag_with_its_help_and_default():
 
 def test_defaults_come_from_the_library_not_repeated_literals():
     config = {f.name: f for f in dataclasses.fields(lt.TicketConfig)}
-    search = inspect.signature(lt.TicketSearch).parameters
+    search = inspect.signature(SearchLoop).parameters  # TicketSearch's and DenseSearch's settings
     job = SearchJob()
     for name in ("density", "scope", "seed", "weight_init", "score_init", "scale_fan", "exclude_modules"):
         assert getattr(job, name) == config[name].default

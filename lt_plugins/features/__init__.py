@@ -19,6 +19,7 @@ from torch import nn
 from ..data import MNIST_DIR, MNIST_FILES, load_mnist
 from .keys import feature_key
 from .mnist import _RECIPE, HOLDOUT_EVERY, SHIPPED_DIR, MNISTFeatureNet, mnist_feature_net
+from .stack import FeatureStack
 from .rgb import (
     IMAGENET_MEAN, IMAGENET_STD, VGG19_BN_FILE, TimmFeatures, VGG19BNFeatures, efficientnet_lite0, random_resnet18,
     vgg19_bn,
@@ -26,13 +27,13 @@ from .rgb import (
 
 __all__ = [
     "FEATURE_NETS", "HOLDOUT_EVERY", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_DIR", "MNIST_FILES", "SHIPPED_DIR",
-    "VGG19_BN_FILE", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures", "efficientnet_lite0", "feature_key",
+    "VGG19_BN_FILE", "FeatureStack", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures", "efficientnet_lite0", "feature_key",
     "feature_net", "load_mnist", "mnist_feature_net", "random_resnet18", "vgg19_bn",
 ]
 
 FEATURE_NETS = (
     "mnist", "mnist:<seed>", "efficientnet_lite0", "vgg19_bn", "resnet18_random", "resnet18_random:<seed>",
-    "timm:<model_name>", "pkg.module:function",
+    "timm:<model_name>", "pkg.module:function", "<name>+<name>",
 )
 """The names `feature_net` resolves."""
 
@@ -48,16 +49,22 @@ def feature_net(name: str, device: str | torch.device | None = None) -> nn.Modul
       metrics' default for RGB images;
     - ``"timm:<model_name>"``: ``TimmFeatures(model_name, pretrained=True)``;
     - ``"pkg.module:function"``: ``function()`` imported from ``pkg.module``, any module
-      returning a list of feature maps.
+      returning a list of feature maps;
+    - names joined by ``+``, e.g. ``"mnist+mnist:2"``: a `FeatureStack` of those networks, whose
+      maps are all matched.
 
     Example:
         >>> feature_net("mnist:1").classify(load_mnist(limit=3)).argmax(1).tolist()
         [7, 2, 1]
         >>> type(feature_net("torch.nn:Identity")).__name__
         'Identity'
+        >>> len(feature_net("mnist+mnist:1")(load_mnist(limit=3)))  # 4 maps of each network
+        8
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"feature_net needs a name, one of {', '.join(FEATURE_NETS)}; got {name!r}.")
+    if "+" in name:
+        return FeatureStack([feature_net(part, device) for part in name.split("+")]).eval()
     # Looked up here at call time: tests put an untrained network in place of mnist_feature_net.
     for family, make in (("mnist", mnist_feature_net), ("resnet18_random", random_resnet18)):
         if name == family or name.startswith(family + ":"):
