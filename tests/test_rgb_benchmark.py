@@ -11,12 +11,12 @@ from lt_plugins.data import ImageFolder
 
 
 def test_photo_patches_are_deterministic_licensed_and_in_range():
-    skimage_data = pytest.importorskip("skimage.data")
+    pytest.importorskip("skimage.data")
     paper_rgb = load_script(Path("benchmarks/paper_rgb.py"))
-    folder = Path(skimage_data.__file__).parent
-    assert all((folder / name).is_file() and licence for name, licence in paper_rgb.PHOTOS.items())
+    files = paper_rgb.photo_files()
+    assert files and all(Path(path).is_file() and licence for path, licence in files.items())
     x = paper_rgb.patches(short_side=64, stride=16)
-    assert x.shape == (len(paper_rgb.PHOTOS) * 9, 3, 32, 32)  # a 3 x 3 grid per photo
+    assert x.shape == (len(files) * 9, 3, 32, 32)  # a 3 x 3 grid per photo
     assert x.min() >= -1 and x.max() <= 1 and x.std() > 0.1
     assert torch.equal(x, paper_rgb.patches(short_side=64, stride=16))
     first = paper_rgb.patches(short_side=64, stride=32)[:1]  # the top-left patch of the first photo
