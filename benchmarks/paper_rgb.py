@@ -38,7 +38,9 @@ rerun skips the runs it finds there, so an interrupted benchmark resumes. Per da
 writes ``<tag>_<data>.txt``/``.json`` (the table), ``<tag>_<data>_fd.png`` (FD against
 density per method) and ``<tag>_<data>_samples.png`` (sample sheet).
 
-    python benchmarks/paper_rgb.py [--data photos fashion] [--steps 60] [--out benchmarks/results]
+    python benchmarks/paper_rgb.py  # the full grid: 3 seeds everywhere, 300 steps, batch 64 (a GPU's work)
+
+The README's RGB section gives the smaller grid that fits one CPU core, and the command.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from torch.nn.utils import prune
 import lt_plugins as lt
 from lt_plugins._io import atomic_path
 from lt_plugins.features import TimmFeatures, efficientnet_lite0, random_resnet18
+from lt_plugins.metrics import embed, frechet_distance, generated, latent_call, prdc
 from lt_plugins.models import DCGANGenerator, StyleGANGenerator
 from lt_plugins.search import save_image_grid
 
@@ -139,8 +142,14 @@ def metric_net() -> TimmFeatures:
     return random_resnet18(seed=0)  # the CLI's RGB metric network (--metric-features auto)
 
 
-def run_key(data: str, generator: str, method: str, scope: str, density: float, seed: int) -> str:
-    return f"{data}|{generator}|{method}|{scope}|{density:g}|{seed}"
+def setting(data: str, args: argparse.Namespace) -> str:
+    """What a run's result depends on besides its cell: the data set's cut and the training and eval sizes."""
+    cut = f"{args.short_side}s{args.stride}" if data == "photos" else str(args.fashion_limit)
+    return f"{data}{cut}-steps{args.steps}-b{args.batch_size}-n{args.eval_samples}"
+
+
+def run_key(setting: str, generator: str, method: str, scope: str, density: float, seed: int) -> str:
+    return f"{setting}|{generator}|{method}|{scope}|{density:g}|{seed}"
 
 
 class Runs:
@@ -184,21 +193,53 @@ def magnitude_masks(model: nn.Module, names: list[str], density: float) -> dict[
     return out
 
 
+class RealFeatures:
+    """Each network's features of the real images, computed once per data set (as `lt.evaluate` would
+    compute them per call: the last output, averaged over pixels; PRDC on a seeded subset of as many
+    reals as fakes)."""
+
+    def __init__(self, real: torch.Tensor) -> None:
+        self.images, self.cache = real, {}
+
+    @torch.no_grad()
+    def embed(self, net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        net.eval()
+        return torch.cat([embed(net, images[i:i + 250]) for i in range(0, len(images), 250)])
+
+    def real(self, net: nn.Module) -> torch.Tensor:
+        if id(net) not in self.cache:
+            self.cache[id(net)] = self.embed(net, self.images)
+        return self.cache[id(net)]
+
+    def prdc_subset(self, n: int) -> torch.Tensor:
+        return torch.randperm(len(self.images), generator=torch.Generator().manual_seed(0))[:n]
+
+
 class Bench:
     """One data set's runs: builds each method's generator, trains it, measures and records it."""
 
     def __init__(self, data: str, real: torch.Tensor, args: argparse.Namespace, loss_net: nn.Module,
                  other: nn.Module, runs: Runs) -> None:
         self.data, self.real, self.args, self.loss_net, self.other, self.runs = data, real, args, loss_net, other, runs
-        self.channels = real.shape[1]
+        self.channels, self.setting = real.shape[1], setting(data, args)
+        self.features = RealFeatures(real)
         self.work = args.out / f"{args.tag}_work"
         self.work.mkdir(parents=True, exist_ok=True)
 
     def measure(self, gen: nn.Module, latent_dim: int) -> dict:
-        n = self.args.eval_samples
-        fd = lt.evaluate(gen, self.real, self.other, n=n, latent_dim=latent_dim)
-        own = lt.evaluate(gen, self.real, self.loss_net, n=n, latent_dim=latent_dim)
-        return {"fd": fd["fd"], "precision": fd["precision"], "recall": fd["recall"], "fd_loss_net": own["fd"]}
+        """FD, precision and recall in the metric network, FD in the loss network: ``--eval-samples`` fakes."""
+        was = gen.training
+        gen.eval()
+        try:
+            fakes = torch.cat(list(generated(gen, latent_call(latent_dim, None, None), self.args.eval_samples,
+                                             250, torch.device("cpu"), seed=0)))
+        finally:
+            gen.train(was)
+        fake, own = (self.features.embed(net, fakes) for net in (self.other, self.loss_net))
+        out = {"fd": frechet_distance(self.features.real(self.other), fake), "fd_loss_net":
+               frechet_distance(self.features.real(self.loss_net), own)}
+        scores = prdc(self.features.real(self.other)[self.features.prdc_subset(len(fake))], fake)
+        return {**out, "precision": scores["precision"], "recall": scores["recall"]}
 
     def train(self, gen: nn.Module, dense: bool, seed: int, latent_dim: int, name: str) -> dict:
         search = lt.TicketSearch(gen, lt.MomentMatching(self.loss_net), latent_dim=latent_dim,
@@ -211,7 +252,7 @@ class Bench:
         return {"train_seconds": seconds, "final_loss": search.result.losses[-1], "samples": str(samples)}
 
     def run(self, generator: str, method: str, scope: str, density: float, seed: int) -> dict:
-        key = run_key(self.data, generator, method, scope, density, seed)
+        key = run_key(self.setting, generator, method, scope, density, seed)
         if key in self.runs.done and (method != "dense" or self.dense_path(generator, seed).is_file()):
             print("skip (done):", key, flush=True)
             return self.runs.done[key]
@@ -242,7 +283,7 @@ class Bench:
             gen = prune_to(gen, magnitude_masks(gen, names, density))
             record = self.train(gen, True, seed, latent_dim, name)
         record.update(self.measure(gen, latent_dim))
-        record.update(key=key, data=self.data, generator=generator, method=method, scope=scope, density=density,
+        record.update(key=key, setting=self.setting, data=self.data, generator=generator, method=method, scope=scope, density=density,
                       seed=seed, steps=self.args.steps, batch_size=self.args.batch_size,
                       eval_samples=self.args.eval_samples, seconds=time.perf_counter() - began)
         self.runs.add(record)
@@ -250,7 +291,7 @@ class Bench:
         return record
 
     def dense_path(self, generator: str, seed: int) -> Path:
-        return self.work / f"{self.data}_{generator}_dense_seed{seed}.safetensors"
+        return self.work / f"{self.setting}_{generator}_dense_seed{seed}.safetensors"
 
     def dense_weights(self, generator: str, seed: int) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
@@ -350,9 +391,9 @@ def sheet(real: torch.Tensor, records: list[dict], density: float, path: Path) -
 def report(data: str, real: torch.Tensor, sources: dict, args: argparse.Namespace, records: list[dict]) -> str:
     rows = summarise(records)
     header = (f"{data}: {len(real)} images {tuple(real.shape[1:])}; loss: moment matching on EfficientNet-Lite0 "
-              f"(ImageNet) features; {args.steps} steps, batch {args.batch_size}; seeds {args.seeds} "
-              f"(+{args.headline_seeds} at density {args.headline_density:g} and dense); FD on "
-              f"{args.eval_samples} samples vs every real image; magnitude = dense run + {args.steps} fine-tune steps")
+              f"(ImageNet) features; {args.steps} steps, batch {args.batch_size}; FD, precision, recall in a random "
+              f"ResNet-18 on {args.eval_samples} samples vs every real image (PRDC: as many reals), mean "
+              f"(min-max) over the row's seeds; magnitude = dense run + {args.steps} fine-tune steps")
     text = table(rows, header)
     stem = args.out / f"{args.tag}_{data}"
     with atomic_path(stem.with_suffix(".txt")) as tmp:
@@ -384,15 +425,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--densities", type=float, nargs="+", default=[0.05, 0.1, 0.3, 0.5])
     p.add_argument("--scopes", nargs="+", choices=("layer", "global"), default=["layer", "global"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--headline-seeds", type=int, nargs="*", default=[0, 1, 2])
-    p.add_argument("--headline-density", type=float, default=0.1)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-samples", type=int, default=1000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every cell")
+    p.add_argument("--headline-seeds", type=int, nargs="*", default=[],
+                   help="more seeds for dense and the --headline-density cells only")
+    p.add_argument("--headline-density", type=float, default=0.1, help="also the density the sample sheet shows")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--eval-samples", type=int, default=2000)
     p.add_argument("--short-side", type=int, default=256)
     p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--fashion-limit", type=int, default=5000)
+    p.add_argument("--fashion-limit", type=int, default=60000)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--tag", default="paper_rgb", help="prefix of every file written under --out")
     return p
@@ -409,8 +451,11 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
             continue
         real, sources = loaded
         print(f"{name}: {len(real)} images of {tuple(real.shape[1:])} from {len(sources)} sources", flush=True)
-        results[name] = Bench(name, real, args, loss_net, other, runs).grid()
-        print("\n" + report(name, real, sources, args, results[name]), flush=True)
+        bench = Bench(name, real, args, loss_net, other, runs)
+        results[name] = bench.grid()
+        # the table holds every finished run of this setting, from earlier invocations (other cells) too
+        finished = [r for r in runs.records if r["setting"] == bench.setting]
+        print("\n" + report(name, real, sources, args, finished), flush=True)
     return results
 
 
