@@ -251,11 +251,13 @@ class Bench:
         save_image_grid(search.sample(gen), samples)
         return {"train_seconds": seconds, "final_loss": search.result.losses[-1], "samples": str(samples)}
 
-    def run(self, generator: str, method: str, scope: str, density: float, seed: int) -> dict:
+    def run(self, generator: str, method: str, scope: str, density: float, seed: int) -> dict | None:
         key = run_key(self.setting, generator, method, scope, density, seed)
         if key in self.runs.done and (method != "dense" or self.dense_path(generator, seed).is_file()):
             print("skip (done):", key, flush=True)
             return self.runs.done[key]
+        if self.args.report_only:
+            return None
         began = time.perf_counter()
         _, latent_dim = GENERATORS[generator]
         name = key.replace("|", "_")
@@ -313,7 +315,7 @@ class Bench:
                         out += [self.run(generator, "ticket", scope, density, seed) for scope in a.scopes]
                     out += [self.run(generator, m, "layer", density, seed) for m in ("magnitude", "random")
                             if m in a.methods]
-        return out
+        return [r for r in out if r is not None]
 
 
 def label(r: dict) -> str:
@@ -401,7 +403,10 @@ def report(data: str, real: torch.Tensor, sources: dict, args: argparse.Namespac
     with atomic_path(stem.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "sources": sources,
                                    "images": len(real), "rows": rows, "runs": records}, indent=1))
-    plot(rows, stem.with_name(stem.name + "_fd.png"))
+    if importlib.util.find_spec("matplotlib") is None:
+        print("matplotlib is not installed (pip install 'lt-plugins[bench]'): no FD plot", flush=True)
+    else:
+        plot(rows, stem.with_name(stem.name + "_fd.png"))
     sheet(real, records, args.headline_density, stem.with_name(stem.name + "_samples.png"))
     return text
 
@@ -436,6 +441,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=16)
     p.add_argument("--fashion-limit", type=int, default=60000)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the tables, plots and sheets of the runs already finished")
     p.add_argument("--tag", default="paper_rgb", help="prefix of every file written under --out")
     return p
 
