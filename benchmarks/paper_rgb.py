@@ -80,7 +80,7 @@ PHOTOS = {
         "flower.jpg": "CC BY 2.0 (vultilion, Flickr)",
     }),
     "matplotlib": ("mpl-data/sample_data", {
-        "grace_hopper.jpg": "public domain (U.S. Navy photo)",
+        "grace_hopper.jpg": "public domain (U.S. Navy official photo; the wheel itself states no licence)",
     }),
 }
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
