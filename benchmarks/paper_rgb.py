@@ -370,6 +370,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 ax.errorbar(x, [r["fd"] for r in cell], yerr=err, ls=style, marker="o", ms=3, capsize=2,
                             label=f"{generator} {name}")
         ax.set_xscale("log")
+        ticks = sorted({r["density"] for r in rows if r["density"] < 1})
+        ax.set_xticks(ticks, [f"{d:g}" for d in ticks])
+        ax.minorticks_off()
 
 
 def sheet(real: torch.Tensor, records: list[dict], density: float, path: Path) -> None:
