@@ -338,7 +338,9 @@ def summarise(records: list[dict]) -> list[dict]:
             row[f"{k}_min"], row[f"{k}_max"] = float(min(values)), float(max(values))
         row["seconds"] = float(np.mean([r["seconds"] for r in rs]))
         rows.append(row)
-    return rows
+    order = ("random init", "dense")  # then every density, methods in name order
+    return sorted(rows, key=lambda r: (r["generator"], r["method"] not in order,
+                                       order.index(r["method"]) if r["method"] in order else 0, r["density"], r["method"]))
 
 
 def table(rows: list[dict], header: str) -> str:
