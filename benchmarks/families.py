@@ -91,10 +91,9 @@ def run_family(family: Family, steps: int, n: int, seed: int, real: torch.Tensor
               "seconds": {}, "final_loss": {}}
     variants = [("dense", dense)] + [(f"{d:.0%}", fresh(family, d, seed)) for d in DENSITIES]
     for name, model in variants:
-        search = lt.TicketSearch(model, family.objective(), family.latent_dim, batch_size=family.batch_size,
-                                 dense=name == "dense",
-                                 seed=seed, device="cpu", progress=False, n_samples=64, checkpoint_every=steps,
-                                 output_dir=work / f"{family.name}_{name.rstrip('%')}")
+        search = (lt.DenseSearch if name == "dense" else lt.TicketSearch)(
+            model, family.objective(), family.latent_dim, batch_size=family.batch_size, seed=seed, device="cpu",
+            progress=False, n_samples=64, checkpoint_every=steps, output_dir=work / f"{family.name}_{name.rstrip('%')}")
         search.run(real, steps=steps)
         result["seconds"][name] = search.result.seconds_per_step * steps  # the loop alone, not the final samples
         losses = search.result.losses

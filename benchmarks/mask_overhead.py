@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 import lt_plugins as lt
 from lt_plugins import masking
-from lt_plugins.masking import topk_mask
+from lt_plugins.masking import kept_count, topk_mask
 from lt_plugins.models import DCGANGenerator
 
 
@@ -33,7 +33,7 @@ class SortScoreMask(nn.Module):
     def __init__(self, scores: torch.Tensor, density: float) -> None:
         super().__init__()
         self.scores = nn.Parameter(scores)
-        self.k = max(1, round(density * scores.numel()))
+        self.k = kept_count(density, scores.numel())
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         a = self.scores.abs()
@@ -128,7 +128,7 @@ def peak_memory_mib(kind: str, batch: int, device: str, scope: str) -> float:
 def selection_ms(n: int, density: float, device: str, repeats: int = 20) -> dict[str, float]:
     """Median ms to pick the top ``density`` of ``n`` random scores: ours and the plain torch ways."""
     values = torch.rand(n, device=device)
-    k = round(density * n)
+    k = kept_count(density, n)
     ways = {
         "lt_plugins.masking.topk_mask": lambda: topk_mask(values, k),
         "torch.kthvalue": lambda: values.kthvalue(n - k + 1),
@@ -159,6 +159,8 @@ def selection_in_step_ms(batch: int, warmup: int, steps: int, device: str, scope
     for _ in range(warmup):
         run()
     spent = [0.0]
+    # Patched where it is called: the layer selection (ScoreMask) and the global one.
+    callers = (masking.parametrization, masking.selection)
     untimed = masking.topk_mask
 
     def timed(*args, **kwargs):
@@ -169,7 +171,8 @@ def selection_in_step_ms(batch: int, warmup: int, steps: int, device: str, scope
         spent[0] += time.perf_counter() - start
         return keep
 
-    masking.topk_mask = timed
+    for caller in callers:
+        caller.topk_mask = timed
     per_step = []
     try:
         for _ in range(steps):
@@ -177,7 +180,8 @@ def selection_in_step_ms(batch: int, warmup: int, steps: int, device: str, scope
             run()
             per_step.append(spent[0])
     finally:
-        masking.topk_mask = untimed
+        for caller in callers:
+            caller.topk_mask = untimed
     return statistics.median(per_step) * 1e3
 
 

@@ -57,7 +57,7 @@ def worker(args: argparse.Namespace) -> None:
 
     import lt_plugins as lt
     from lt_plugins.models import DCGANGenerator
-    from lt_plugins.search import end_processes
+    from lt_plugins.distributed import end_processes
 
     collective = {"calls": 0, "seconds": 0.0}
     all_reduce = dist.all_reduce

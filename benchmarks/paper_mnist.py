@@ -24,7 +24,7 @@ from fd_plot import fd_plot
 from sheet import sample_sheet
 
 from lt_plugins._io import atomic_path
-from lt_plugins.commands.search import SearchJob, run_search
+from lt_plugins.recipes import SearchJob, run_search
 
 DENSITIES = (0.05, 0.1, 0.3, 0.5)
 

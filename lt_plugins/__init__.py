@@ -11,11 +11,12 @@ Example:
 from .base_model import BaseModel
 from .config import TicketConfig
 from .data import ImageFolder, load_images, load_mnist
+from .errors import LTPluginsError
 from .features import TimmFeatures, efficientnet_lite0, feature_net, mnist_feature_net, random_resnet18, vgg19_bn
 from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
 from .metrics import class_coverage, evaluate, inception_metrics, recognisability
-from .objectives import MMD, DenoisingObjective, MomentMatching, Objective
-from .search import NonFiniteLossError, StepInfo, TicketSearch
+from .objectives import MMD, DenoisingObjective, ImageObjective, ModelObjective, MomentMatching, Objective
+from .search import DenseSearch, NonFiniteLossError, StepInfo, TicketSearch
 from .ticket import Ticket
 
 __version__ = "0.1.0"
@@ -23,9 +24,13 @@ __version__ = "0.1.0"
 __all__ = [
     "BaseModel",
     "DenoisingObjective",
+    "DenseSearch",
     "Density",
     "ImageFolder",
+    "ImageObjective",
+    "LTPluginsError",
     "MMD",
+    "ModelObjective",
     "MomentMatching",
     "NonFiniteLossError",
     "Objective",

@@ -12,7 +12,7 @@ import sys
 from .commands.env import add_env
 from .commands.hub import add_pull, add_push, add_sample
 from .commands.search import add_demo, add_eval, add_search, load_yaml_defaults
-from .search import end_processes
+from .distributed import end_processes
 
 DEBUG_HELP = "On an error, show the full Python traceback instead of one line."
 

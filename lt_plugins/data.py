@@ -21,15 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from .image_files import IMAGE_SUFFIXES  # noqa: F401  (still importable from here)
+from .image_files import _GREY_MODES, _header, _image_paths, _pil_tensor, _read
+
 MNIST_DIR = Path(__file__).parent / "data" / "mnist"
 """Folder of the shipped MNIST test split (``t10k-images-idx3-ubyte.gz`` + labels)."""
 
 MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-# PIL modes that hold one grey channel; anything else is read as RGB.
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 STREAM_ABOVE_BYTES = 2**30
 """`load_images` streams a folder whose float32 tensor would exceed this (1 GiB, e.g.
@@ -257,54 +255,6 @@ def _item_tensor(item: Any) -> torch.Tensor:
         f"dataset items must be image tensors, PIL images or (image, label) pairs, "
         f"not {type(item).__name__}."
     )
-
-
-def _pil_tensor(image: Any, channels: int | None) -> torch.Tensor:
-    if channels is None:
-        channels = 1 if image.mode in _GREY_MODES else 3
-    image = image.convert("L" if channels == 1 else "RGB")
-    array = np.asarray(image, dtype=np.uint8).reshape(image.height, image.width, channels)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-
-def _image_paths(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise ValueError(
-            f"{str(folder)!r} is not a folder; pass a folder of PNG/JPEG images, a tensor, "
-            "a Dataset or 'mnist'."
-        )
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {str(folder)!r}; "
-            "put PNG or JPEG files there or point to the folder that holds them."
-        )
-    return paths
-
-
-def _header(path: Path) -> tuple[str, tuple[int, int]]:
-    """(mode, (width, height)) from the file's header, without decoding the pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.mode, image.size
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{str(path)!r} is not a readable image ({error}); delete or replace it.") from None
-
-
-def _read(path: Path, channels: int) -> torch.Tensor:
-    """One image file as uint8 (C, H, W); a broken file is an error naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return _pil_tensor(image, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL raises these for bad data
-        raise ValueError(
-            f"{str(path)!r} is not a readable image ({error}); it may be truncated or not an "
-            "image at all: delete or replace it."
-        ) from None
 
 
 class ImageFolder(Dataset):

@@ -9,16 +9,13 @@ one for the same global batch (see docs/multi_gpu.md).
 from __future__ import annotations
 
 import contextlib
-import gc
-import hashlib
-import json
 import logging
 import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -26,17 +23,19 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_path
 from .adapters import adapter_for
-from .generate import Generate, LatentCall, as_latent_shape
+from .checkpoints import CHECKPOINT_NAME, data_key, load_checkpoint, restore_checkpoint, run_record, save_checkpoint
+from .distributed import asks_for_cpu, global_batch_norm, process_state, sum_over_processes_, world
+from .distributed import end_processes  # noqa: F401  (its documented place before lt_plugins.distributed)
+from .errors import LTPluginsError
+from .generate import Generate, LatentCall, as_latent_shape, latent_sample
 from .init import keyed_generator
 from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
-from .objectives.base import Objective, sum_over_processes, sum_over_processes_, world
+from .objectives.base import ModelObjective, Objective
+
+if TYPE_CHECKING:
+    from .ticket import Ticket
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "checkpoint.pt"
-# 2 added "run" (what the run was) and "sha256" (of the content); see _save_checkpoint.
-CHECKPOINT_FORMAT = 2
-PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 
 
 @contextlib.contextmanager
@@ -50,7 +49,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(LTPluginsError, FloatingPointError):
     """The loss became NaN or infinite; the step was not applied."""
 
 
@@ -89,338 +88,19 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | N
         save_image(images.detach().float().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png")
 
 
-def _batch_norm_over_processes(self: nn.modules.batchnorm._BatchNorm, input: torch.Tensor) -> torch.Tensor:
-    """BatchNorm forward that, in training mode, normalises with the moments of the global batch.
+class SearchLoop:
+    """The optimisation loop `TicketSearch` and `DenseSearch` share; their arguments are `TicketSearch`'s.
 
-    What `torch.nn.SyncBatchNorm` does, on any device (SyncBatchNorm refuses CPU tensors):
-    counts, sums and centred sums of squares go through the differentiable all-reduce, so
-    outputs, gradients and running statistics equal those of one process on the whole batch.
-    In eval mode nothing is exchanged (sample grids are made on the main process alone).
-    """
-    if not self.training:
-        return type(self).forward(self, input)
-    self._check_input_dim(input)
-    dims = [0, *range(2, input.ndim)]
-    shape = [1, -1] + [1] * (input.ndim - 2)
-    x = input.float()
-    local_count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
-    totals = sum_over_processes(torch.cat([x.sum(dims), local_count]))  # one all-reduce: sums and count
-    count = totals[-1].detach()
-    mean = totals[:-1] / count
-    centred = x - mean.view(shape)
-    var = sum_over_processes(centred.square().sum(dims)) / count
-    out = centred * torch.rsqrt(var + self.eps).view(shape)
-    if self.affine:
-        out = out * self.weight.view(shape) + self.bias.view(shape)
-    if self.track_running_stats:
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            unbiased = var * (count / (count - 1).clamp_min(1))
-            self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-    return out.to(input.dtype)
-
-
-@contextlib.contextmanager
-def _global_batch_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """While active, plain BatchNorm layers of ``model`` use global-batch statistics in training.
-
-    The layers are not replaced (the user's model keeps its modules and state_dict keys):
-    each gets an instance-level ``forward`` that is removed again on exit.
-    """
-    layers = [
-        m for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
-        and "forward" not in m.__dict__
-    ] if enabled else []
-    for layer in layers:
-        layer.forward = _batch_norm_over_processes.__get__(layer)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.__dict__["forward"]
-
-
-def _launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _asks_for_cpu(device: str | torch.device | None) -> bool:
-    if device is not None:
-        return torch.device(device).type == "cpu"
-    # Under a multi-process launch with no GPU, Accelerate's default state counts one process
-    # where torch.distributed counts them all: ask for CPU processes then.
-    return _launched() and not torch.cuda.is_available()
-
-
-def _check_device_exists(device: str | torch.device | None) -> None:
-    """An explicitly requested accelerator that this machine lacks is an error, not a silent CPU run."""
-    if device is None:
-        return
-    device = torch.device(device)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index is not None and device.index >= count):
-            raise ValueError(
-                f"device={str(device)!r} was asked for, but torch sees {count} CUDA device(s) here. Use "
-                "device='cpu', or device=None to take what is there."
-            )
-    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError("device='mps' was asked for, but MPS is not available here; use device='cpu' or None.")
-
-
-def process_state(device: str | torch.device | None = None):
-    """Accelerate's state of this process (``accelerate.PartialState``), asked for ``device``
-    the way `TicketSearch` asks: None is Accelerate's choice (each process's own GPU under
-    ``accelerate launch``), except under a multi-process launch with no GPU, where it asks
-    for CPU processes; ``"cuda:N"`` in one process makes N the current CUDA device, which
-    Accelerate's single-process device follows.
+    What differs is what is trained (the scores of a wrapped model, or the weights of an
+    unwrapped one) and what ``run()`` returns.
 
     Example:
-        >>> process_state("cpu").device
-        device(type='cpu')
-    """
-    from accelerate import PartialState
-
-    _check_device_exists(device)
-    if device is not None and not _launched():
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is not None:
-            torch.cuda.set_device(device)
-    return PartialState(cpu=_asks_for_cpu(device))
-
-
-def end_processes() -> None:
-    """End a multi-process script cleanly: wait for every rank, free, close the process group.
-
-    Call it once, last, in a script started with ``accelerate launch`` or ``torchrun``
-    (a no-op in a single process). `TicketSearch.run` drops its own DDP wrapper and
-    optimizer but leaves the process group open, so that you can evaluate, save or search
-    again; torch asks for the group to be destroyed before exit (left to interpreter
-    shutdown, gloo runs have been reported to abort with SIGABRT after the work was done).
-
-    Example:
-        >>> from lt_plugins.search import end_processes
-        >>> end_processes()  # one process: nothing to do
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    from accelerate import PartialState
-
-    state = PartialState()
-    state.wait_for_everyone()
-    gc.collect()
-    state.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: what a run was, and whether the file is intact
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from: damaged, or written by a run with other settings.
-
-    Example:
-        >>> issubclass(CheckpointError, ValueError)
+        >>> issubclass(TicketSearch, SearchLoop) and issubclass(DenseSearch, SearchLoop)
         True
     """
 
-
-_CHECKPOINT_TYPES = {
-    "format": int, "step": int, "steps": int, "dense": bool, "run": dict, "generator": dict, "optimizer": dict,
-    "scheduler": dict, "objective": dict, "losses": list, "sha256": str,
-}
-
-
-def data_key(real: torch.Tensor) -> dict[str, Any]:
-    """Shape, dtype and a cheap hash of a real image tensor: the sha256 of about 2**20 evenly spaced values.
-
-    Cheap for every run (tens of ms for the shipped MNIST), and exact: no floating-point
-    reduction, whose rounding could depend on the thread count. Any change of shape, of
-    order, or of values that the sample hits (some in every image, for sets under 2**20 images)
-    gives another key.
-
-    Example:
-        >>> a = torch.zeros(4, 1, 8, 8)
-        >>> data_key(a) == data_key(a.clone()), data_key(a) == data_key(a + 1)
-        (True, False)
-    """
-    if hasattr(real, "fingerprint"):  # an ImageFolder streamed from disk: its files' paths, sizes and times
-        return {"shape": list(real.shape), "dtype": "ImageFolder", "sha256": real.fingerprint()}
-    flat = real.detach().reshape(-1)
-    step = max(1, flat.numel() >> 20)
-    digest = hashlib.sha256(flat[::step].to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return {"shape": list(real.shape), "dtype": str(real.dtype).removeprefix("torch."), "sha256": digest.hexdigest()}
-
-
-def _update_digest(digest: Any, value: Any) -> None:
-    """Feed ``value`` (nested dicts, lists, tensors, scalars) to ``digest`` in one canonical order."""
-    if isinstance(value, dict):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            digest.update(repr(key).encode() + b":")
-            _update_digest(digest, value[key])
-        digest.update(b"}")
-    elif isinstance(value, (list, tuple)):
-        digest.update(b"[" if isinstance(value, list) else b"(")
-        for item in value:
-            _update_digest(digest, item)
-        digest.update(b"]")
-    elif isinstance(value, torch.Tensor):
-        tensor = value.detach().to("cpu").contiguous()
-        digest.update(f"tensor:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    else:
-        digest.update(f"{type(value).__name__}:{value!r};".encode())
-
-
-def checkpoint_digest(state: dict[str, Any]) -> str:
-    """sha256 of a checkpoint's content (every entry but ``"sha256"``), independent of how torch pickles it.
-
-    Example:
-        >>> checkpoint_digest({"step": 1, "t": torch.ones(2)}) == checkpoint_digest({"t": torch.ones(2), "step": 1})
-        True
-    """
-    digest = hashlib.sha256()
-    _update_digest(digest, {k: v for k, v in state.items() if k != "sha256"})
-    return digest.hexdigest()
-
-
-def _damaged(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"checkpoint damaged: {path} {problem}")
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The state saved in checkpoint ``path``, after checking its structure and sha256.
-
-    Raises `CheckpointError` starting "checkpoint damaged:" for any damage (bit flips,
-    truncation, wrong types, missing entries), never a raw unpickling error.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoint.pt"
-        >>> _ = path.write_bytes(b"PK\x03\x04 not really")
-        >>> read_checkpoint(path)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        lt_plugins.search.CheckpointError: checkpoint damaged: ... is not a readable checkpoint (...
-    """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling raises anything: zip, EOF, pickle, unicode errors
-        message = " ".join(str(err).split())[:200] or type(err).__name__
-        raise _damaged(path, f"is not a readable checkpoint ({message}).") from err
-    if not isinstance(state, dict):
-        raise _damaged(path, f"holds a {type(state).__name__}, not a checkpoint's dict.")
-    if state.get("format") == 1:
-        raise CheckpointError(
-            f"{path} was written by an older lt_plugins (checkpoint format 1), which records neither its run's "
-            "settings nor a hash, so resuming from it cannot be checked: delete it, or use another output folder."
-        )
-    for key, kind in _CHECKPOINT_TYPES.items():
-        if key not in state:
-            raise _damaged(path, f"has no {key!r} entry.")
-        if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
-            raise _damaged(path, f"entry {key!r} is a {type(state[key]).__name__}, not a {kind.__name__}.")
-    if state["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} has checkpoint format {state['format']}; this lt_plugins reads format {CHECKPOINT_FORMAT}."
-        )
-    if state["sha256"] != checkpoint_digest(state):
-        raise _damaged(path, "does not match the sha256 it was saved with: its content changed after saving.")
-    if not 0 <= state["step"] <= state["steps"] or len(state["losses"]) != state["step"]:
-        raise _damaged(
-            path, f"is inconsistent: step {state['step']} of {state['steps']}, {len(state['losses'])} losses."
-        )
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["generator"].items()):
-        raise _damaged(path, "entry 'generator' is not a state_dict of named tensors.")
-    return state
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flat(item, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: value}
-
-
-def record_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"field: checkpoint X, this run Y"`` for each setting that differs between two run records.
-
-    Example:
-        >>> record_differences({"seed": 0, "config": {"density": 0.1}}, {"seed": 1, "config": {"density": 0.1}})
-        ['seed: checkpoint 0, this run 1']
-    """
-    old, new = _flat(saved), _flat(current)
-    out = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key, "(not recorded)") != new.get(key, "(not recorded)"):
-            show = [repr(v)[:80] for v in (old.get(key, "(not recorded)"), new.get(key, "(not recorded)"))]
-            out.append(f"{key}: checkpoint {show[0]}, this run {show[1]}")
-    return out
-
-
-class TicketSearch:
-    """Find a strong lottery ticket: train the scores of a wrapped generator against an objective.
-
-    Args:
-        generator: a model wrapped with `lt.wrap`, or a module of yours that holds one anywhere
-            inside it (or, with ``dense=True``, an ordinary model whose weights are trained
-            instead: the baseline).
-        objective: e.g. `lt.MomentMatching(features)`; sees real data once, then scores fakes.
-        latent_dim: size of z, shorthand for ``latent_shape=(latent_dim,)``.
-        latent_shape: shape of one latent; latents are drawn N(0, 1) with shape (batch, *latent_shape),
-            e.g. ``(100, 1, 1)`` for a DCGAN that takes (N, 100, 1, 1). Default: what the model's family
-            can tell (``z_dim`` of a StyleGAN, ``nz`` of ours). Not needed for an objective that feeds
-            the model itself (``takes_model = True``, e.g. `lt_plugins.objectives.DenoisingObjective`
-            for UNets): the search then calls ``objective(model, batch_size)`` and draws sample grids
-            with ``objective.sample``.
-        generate: ``generate(model, z)`` -> images in [-1, 1], used for every forward of the search,
-            the sample grids and the ticket's metrics; default ``model(z)``. E.g.
-            ``lambda G, z: G(z, None, noise_mode="const")`` for StyleGAN2-ADA's ``G(z, c)``. A
-            ``"package.module:function"`` path works too and is recorded in the ticket.
-        batch_size: latents per step per process (the global batch is this × processes;
-            use ``batch_size // processes`` to keep a single-process run's global batch).
-        lr: Adam learning rate (default: the generator's family's ``search_lr`` for scores or
-            ``dense_lr`` for weights, `lt_plugins.adapters`; 0.1 and 3e-3 for networks with
-            normalisation layers such as DCGAN, 3e-4 for StyleGAN, see benchmarks/).
-        betas: Adam betas; β1 = 0.5 as in the reference configuration.
-        dense: train the weights of an unwrapped generator with the same loss instead.
-        output_dir: where checkpoints and sample grids go (None: nothing is written).
-        checkpoint_every: steps between atomic checkpoints (and sample grids).
-        n_samples: images in each sample grid, from latents fixed by ``seed``.
-        seed: seed of the latent stream (step ``t`` always sees the same latents).
-        device: "cpu", "cuda", "cuda:1", ... (default: what Accelerate picks; under a
-            multi-process launch, each process's own GPU whatever the index).
-        mixed_precision: "no", "bf16" or "fp16", passed to Accelerate (default: what
-            ``accelerate launch --mixed_precision`` / ``accelerate config`` set, else "no").
-        progress: show a progress bar on the main process.
-        callbacks: called after each step with a `StepInfo` (on every process).
-        sync_batchnorm: under several processes, BatchNorm layers in training mode normalise
-            with the statistics of the global batch, as one process would (like
-            `torch.nn.SyncBatchNorm`, on CPU too). False keeps per-process statistics:
-            fewer collectives, but a different function than the single-process one.
-
-    Under several processes only the main process writes (checkpoints, sample grids) and
-    shows the progress bar; every process returns the same ticket. See docs/multi_gpu.md.
-
-    Example:
-        >>> import torch, lt_plugins as lt
-        >>> from lt_plugins.models import DCGANGenerator
-        >>> gen = lt.wrap(DCGANGenerator(nz=8, ngf=8, nc=1, image_size=16), lt.TicketConfig(density=0.2))
-        >>> objective = lt.MomentMatching(lambda x: [x.flatten(1)], cache=False)
-        >>> search = lt.TicketSearch(gen, objective, latent_dim=8, batch_size=16, progress=False)
-        >>> ticket = search.run(torch.rand(64, 1, 16, 16) * 2 - 1, steps=3)
-        >>> len(search.result.losses)
-        3
-    """
+    dense = False  # what checkpoints record: whether the weights (not scores) are trained
+    _what = "ticket search"
 
     def __init__(
         self,
@@ -433,7 +113,6 @@ class TicketSearch:
         batch_size: int = 64,
         lr: float | None = None,
         betas: tuple[float, float] = (0.5, 0.999),
-        dense: bool = False,
         output_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 100,
         n_samples: int = 64,
@@ -444,26 +123,26 @@ class TicketSearch:
         callbacks: list[Callable[[StepInfo], None]] | tuple = (),
         sync_batchnorm: bool = True,
     ) -> None:
-        if dense == is_wrapped(generator):
-            raise ValueError(
-                "TicketSearch trains scores of a wrapped generator (lt.wrap(model, config)) or, with "
-                "dense=True, the weights of an unwrapped one; got "
-                f"{'a wrapped' if dense else 'an unwrapped'} generator with dense={dense}."
-            )
-        self.takes_model = bool(getattr(objective, "takes_model", False))
+        dense = self.dense
+        self._check_generator(generator)
         for name, value in {"batch_size": batch_size, "checkpoint_every": checkpoint_every, "n_samples": n_samples}.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TicketSearch({name}={value!r}) must be a positive integer.")
+                raise ValueError(f"{type(self).__name__}({name}={value!r}) must be a positive integer.")
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an lt_plugins Objective (e.g. lt.MomentMatching), got {type(objective).__name__}.")
+        if getattr(objective, "takes_model", False) and not isinstance(objective, ModelObjective):
+            raise TypeError(
+                f"{type(objective).__name__} sets takes_model, which lt_plugins no longer reads: an objective called "
+                "with the model, objective(model, batch_size), subclasses lt.ModelObjective."
+            )
         family_model = generator if dense else wrapped_root(generator)
         adapter = adapter_for(family_model, None if dense else wrap_config(family_model).family)
         shape = as_latent_shape(latent_shape, latent_dim)
-        if shape is None and not self.takes_model:
+        if shape is None and not isinstance(objective, ModelObjective):
             shape = adapter.latent_shape(family_model)
             if shape is None:
                 raise ValueError(
-                    f"TicketSearch cannot tell the shape of the latents {type(family_model).__name__} takes; pass "
+                    f"{type(self).__name__} cannot tell the shape of the latents {type(family_model).__name__} takes; pass "
                     "latent_dim=z_dim, or latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1) "
                     "(CLI: --latent-shape 100 1 1)."
                 )
@@ -473,11 +152,10 @@ class TicketSearch:
         self.batch_size = batch_size
         if lr is None:
             lr = adapter.dense_lr if dense else adapter.search_lr
-            logger.info("TicketSearch: Adam lr %g for the %s, the %s family's default (lr= to change it)",
-                        lr, "weights" if dense else "scores", adapter.family)
+            logger.info("%s: Adam lr %g for the %s, the %s family's default (lr= to change it)",
+                        type(self).__name__, lr, "weights" if dense else "scores", adapter.family)
         self.lr = lr
         self.betas = betas
-        self.dense = dense
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.n_samples = n_samples
@@ -509,35 +187,33 @@ class TicketSearch:
         gen = keyed_generator(self.seed, "latent", str(step))
         return self.call.latents(batch * world_size, gen)[rank * batch : (rank + 1) * batch]
 
-    def sample_latents(self) -> torch.Tensor:
-        """The fixed latents of the sample grids."""
-        return self.call.latents(self.n_samples, keyed_generator(self.seed, "latent", "samples"))
-
     @torch.no_grad()
     def sample(self, model: nn.Module | None = None, device: torch.device | None = None) -> torch.Tensor:
-        """Images from the fixed sample latents, generated in eval mode."""
+        """The sample grid's images, in eval mode, from draws fixed by ``seed``: a model objective's own
+        sampler (`lt.ModelObjective.sample`, DDIM for UNets), else the latents through `LatentCall`."""
         model = model if model is not None else self.generator
         device = device if device is not None else next(model.parameters()).device
+        draws = keyed_generator(self.seed, "latent", "samples")
         with _eval_mode(model):
-            if self.takes_model:
-                images = self.objective.sample(model, self.n_samples, keyed_generator(self.seed, "latent", "samples"))
-            else:
-                images = self.call(model, self.sample_latents().to(device))
-        return images
+            if isinstance(self.objective, ModelObjective):
+                return self.objective.sample(model, self.n_samples, draws)
+            return latent_sample(model, self.call, self.n_samples, draws, device)
+
+    def _check_generator(self, generator: nn.Module) -> None:
+        if not is_wrapped(generator):
+            raise ValueError(
+                "TicketSearch trains the scores of a wrapped generator (lt.wrap(model, config)); got an unwrapped "
+                "one. Wrap it, or train its weights as the dense baseline with lt.DenseSearch."
+            )
 
     def _trainable(self) -> list[nn.Parameter]:
-        if self.dense:
-            params = [p for p in self.generator.parameters() if p.requires_grad]
-            if not params:
-                raise ValueError("dense=True but the generator has no trainable parameter.")
-            return params
         return score_parameters(self.generator)
 
     def _accelerator(self):
         from accelerate import Accelerator
 
         process_state(self.device)
-        accelerator = Accelerator(cpu=_asks_for_cpu(self.device), mixed_precision=self.mixed_precision)
+        accelerator = Accelerator(cpu=asks_for_cpu(self.device), mixed_precision=self.mixed_precision)
         if accelerator.num_processes != world()[1]:
             raise RuntimeError(
                 f"torch.distributed runs {world()[1]} processes but Accelerate sees {accelerator.num_processes}: "
@@ -547,7 +223,15 @@ class TicketSearch:
         return accelerator
 
     def _load_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
-        start = self._load_local_checkpoint(model, optimizer, scheduler, steps)
+        start = 0
+        found = self.checkpoint_path and load_checkpoint(self.checkpoint_path, run=run_record(self, model, steps),
+                                                         steps=steps, dense=self.dense)
+        if found:
+            state, used = found
+            restore_checkpoint(state, used, model=model, optimizer=optimizer, scheduler=scheduler,
+                               objective=self.objective)
+            self.result.losses = [float(v) for v in state["losses"]]
+            start = int(state["step"])
         rank, size = world()
         if size > 1:  # every rank must continue from the same step, or the collectives fall out of step
             starts = torch.zeros(size, dtype=torch.float64, device=next(model.parameters()).device)
@@ -560,124 +244,13 @@ class TicketSearch:
                 )
         return start
 
-    def _run_record(self, model: nn.Module, steps: int) -> dict[str, Any]:
-        """What this run is, as plain JSON values: a checkpoint of another run is refused on resume."""
-        from .masking import wrap_config
-
-        objective = self.objective.describe()
-        features = getattr(self.objective, "features", None)
-        if isinstance(features, nn.Module):
-            from .features import feature_key
-
-            objective = {**objective, "features_key": feature_key(features)}
-        latent_shape = getattr(self, "latent_shape", None)
-        record = {
-            "ticket_config": None if self.dense else wrap_config(model).to_dict(),
-            "dense": self.dense,
-            "steps": steps,
-            "lr": self.lr,
-            "betas": list(self.betas),
-            "batch_size": self.batch_size,
-            "processes": world()[1],
-            "seed": self.seed,
-            "latent_dim": self.latent_dim,
-            "latent_shape": None if latent_shape is None else list(latent_shape),
-            "objective": objective,
-            "data": getattr(self, "_data_key", None),
-        }
-        return json.loads(json.dumps(record, default=repr))
-
-    def _load_local_checkpoint(self, model, optimizer, scheduler, steps: int) -> int:
-        path = self.checkpoint_path
-        if path is None:
-            return 0
-        previous = path.with_name(PREVIOUS_CHECKPOINT_NAME)
-        if not path.exists() and not previous.exists():
-            warnings.warn(f"resume=True, but {path} does not exist: the search starts from step 0.", stacklevel=4)
-            return 0
-        try:
-            if not path.exists():  # a save was interrupted between its two renames
-                raise _damaged(path, "is missing (a save was interrupted).")
-            state, used = read_checkpoint(path), path
-        except CheckpointError as err:
-            if not str(err).startswith("checkpoint damaged"):
-                raise
-            if not previous.exists():
-                raise CheckpointError(
-                    f"{err} No previous checkpoint ({previous.name}) is left to fall back on: delete {path} to start "
-                    "over, or use another output folder."
-                ) from err
-            try:
-                state, used = read_checkpoint(previous), previous
-            except CheckpointError as second:
-                raise CheckpointError(
-                    f"{err} The previous one is not usable either: {second} Delete both to start over."
-                ) from second
-            warnings.warn(f"{err} Resuming from the previous checkpoint {previous} (step {state['step']}).",
-                          stacklevel=4)
-        differences = record_differences(state["run"], self._run_record(model, steps))
-        if differences:
-            head = f"{used} was written by another run"
-            if state["steps"] != steps or state["dense"] != self.dense:
-                head = (f"{used} belongs to a search of {state['steps']} steps (dense={state['dense']}); this one has "
-                        f"{steps} steps (dense={self.dense})")
-            raise CheckpointError(
-                f"{head}; these settings differ: {'; '.join(differences)}. Resume with the checkpoint's settings, "
-                "or search into another output folder (or delete the checkpoint to start over)."
-            )
-        ours = model.state_dict()
-        theirs = state["generator"]
-        wrong = sorted(set(ours) ^ set(theirs)) or [k for k in ours if tuple(ours[k].shape) != tuple(theirs[k].shape)]
-        if wrong:
-            raise _damaged(used, f"does not hold this generator's tensors ({wrong[:3]} differ).")
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.objective.load_state_dict(state["objective"])
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as err:
-            raise _damaged(used, f"has an optimizer, schedule or objective state that does not fit ({err}).") from err
-        model.load_state_dict(theirs)
-        self.result.losses = [float(v) for v in state["losses"]]
-        return int(state["step"])
-
     def _save_checkpoint(self, model, optimizer, scheduler, step: int, steps: int) -> None:
-        """Write ``checkpoint.pt`` atomically, keeping the one before as ``checkpoint.prev.pt``.
+        save_checkpoint(self.checkpoint_path, step=step, steps=steps, dense=self.dense,
+                        run=run_record(self, model, steps), model=model, optimizer=optimizer, scheduler=scheduler,
+                        objective=self.objective, losses=self.result.losses)
 
-        The content carries its sha256 (`checkpoint_digest`) and the run record, so resume
-        can refuse a damaged file or another run's. Stale temporary files of a save killed
-        mid-way are removed first.
-        """
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "steps": steps,
-            "dense": self.dense,
-            "run": self._run_record(model, steps),
-            "generator": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "objective": self.objective.state_dict(),
-            "losses": list(self.result.losses),
-        }
-        state["sha256"] = checkpoint_digest(state)
-        path = self.checkpoint_path
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            if path.exists():
-                os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
-
-    def run(self, real: Any, steps: int = 2000, resume: bool = False):
-        """Search for ``steps`` steps against ``real`` images; return the `lt.Ticket`.
-
-        ``real`` is an image tensor (N, C, H, W) in [-1, 1], a Dataset, an image folder or
-        "mnist" (see `lt_plugins.data.load_images`). With ``resume=True`` the search
-        continues from ``output_dir``'s checkpoint exactly where it stopped (same result as
-        an uninterrupted run). With ``dense=True`` the trained generator is returned instead.
-        """
+    def _train(self, real: Any, steps: int, resume: bool) -> tuple[nn.Module, torch.Tensor]:
+        """Run the loop (see `TicketSearch.run`); return the trained model and its final sample grid."""
         import time
 
         from .data import load_images
@@ -691,11 +264,12 @@ class TicketSearch:
         accelerator = self._accelerator()
         rank, world_size = accelerator.process_index, accelerator.num_processes
         model = self.generator.to(accelerator.device)
-        if not self.takes_model:  # such an objective checks the model against the data itself
-            self._check_shapes(model, real, accelerator.device)
-        self.objective.prepare(real, accelerator.device)
-        if self.takes_model and hasattr(self.objective, "check_model"):  # e.g. a UNet's unet(x_t, t) call
+        if isinstance(self.objective, ModelObjective):  # it checks the model against the data itself
+            self.objective.prepare(real, accelerator.device)
             self.objective.check_model(model)
+        else:
+            self._check_shapes(model, real, accelerator.device)
+            self.objective.prepare(real, accelerator.device)
 
         optimizer = torch.optim.Adam(self._trainable(), lr=self.lr, betas=self.betas)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
@@ -706,27 +280,18 @@ class TicketSearch:
         ddp_model, optimizer = accelerator.prepare(model, optimizer)
         writes = accelerator.is_main_process and self.output_dir is not None
 
-        bar = tqdm(range(start, steps), initial=start, total=steps, desc="ticket search" if not self.dense else "dense training",
+        bar = tqdm(range(start, steps), initial=start, total=steps, desc=self._what,
                    disable=not (self.progress and accelerator.is_local_main_process))
         try:
             # Plain BatchNorm normalises over the global batch while the search runs (see sync_batchnorm).
-            with _global_batch_norm(model, self.sync_batchnorm and world_size > 1):
+            with global_batch_norm(model, self.sync_batchnorm and world_size > 1):
                 began = time.perf_counter()
                 for step in bar:
                     with accelerator.autocast():
-                        if self.takes_model:
-                            loss = self.objective(ddp_model, self.batch_size)
-                        else:
-                            z = self.latents(step, self.batch_size, rank, world_size).to(accelerator.device)
-                            loss = self.objective(self.call(ddp_model, z))
-                    finite = sum_over_processes_(torch.isfinite(loss.detach()).float())
-                    if int(finite) != world_size:
-                        last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
-                        raise NonFiniteLossError(
-                            f"Loss is {loss.item()} at step {step}; the step was not applied. "
-                            + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
-                            + "lower lr or check the objective's inputs."
-                        )
+                        loss = self._loss(ddp_model, step, rank, world_size, accelerator.device)
+                    if int(sum_over_processes_(torch.isfinite(loss.detach()).float())) != world_size:
+                        raise NonFiniteLossError(f"Loss is {loss.item()} at step {step}; the step was not applied. "
+                                                 f"{self._resume_hint()}lower lr or check the objective's inputs.")
                     optimizer.zero_grad(set_to_none=True)
                     accelerator.backward(loss)
                     self._check_gradients(optimizer, step)
@@ -754,23 +319,26 @@ class TicketSearch:
         samples = self.sample(model)
         if writes:
             save_image_grid(samples, self.output_dir / "samples.png")
-        if self.dense:
-            return model
-        from .ticket import Ticket
+        return model, samples
 
-        return Ticket.from_model(wrapped_root(model), objective=self.objective.describe(), samples=samples,
-                                 call=self.call)
+    def _loss(self, model: nn.Module, step: int, rank: int, world_size: int, device: torch.device) -> torch.Tensor:
+        """This step's loss: a model objective is handed the model, an image objective this step's images."""
+        if isinstance(self.objective, ModelObjective):
+            return self.objective(model, self.batch_size)
+        return self.objective(self.call(model, self.latents(step, self.batch_size, rank, world_size).to(device)))
+
+    def _resume_hint(self) -> str:
+        last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
+        return f"The last good checkpoint is {last} (resume=True continues from it); " if last else ""
 
     def _check_gradients(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         """A non-finite gradient would make non-finite scores (and drop weights from the mask): stop before the step."""
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
-            last = self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
             raise NonFiniteLossError(
                 f"The gradient of the scores is NaN or infinite at step {step} although the loss is finite; the "
-                "step was not applied, so the scores stay finite. "
-                + (f"The last good checkpoint is {last} (resume=True continues from it); " if last else "")
-                + "lower lr, or check the generator for operations with unbounded gradients."
+                f"step was not applied, so the scores stay finite. {self._resume_hint()}lower lr, or check the "
+                "generator for operations with unbounded gradients."
             )
 
     def _check_shapes(self, model: nn.Module, real: torch.Tensor, device: torch.device) -> None:
@@ -782,3 +350,129 @@ class TicketSearch:
                 f"{tuple(real.shape[1:])}; resize the data (e.g. lt_plugins.data.load_mnist(image_size=...)) "
                 "or change the generator's output size."
             )
+
+
+class TicketSearch(SearchLoop):
+    """Find a strong lottery ticket: train the scores of a wrapped generator against an objective.
+
+    Args:
+        generator: a model wrapped with `lt.wrap`, or a module of yours that holds one anywhere
+            inside it. (The dense baseline, which trains the weights of an unwrapped model with
+            the same loss, is `lt.DenseSearch`.)
+        objective: an `lt.ImageObjective` (e.g. `lt.MomentMatching(features)`), which sees real data
+            once, then scores generated images; or an `lt.ModelObjective` (e.g.
+            `lt.DenoisingObjective` for UNets), which is handed the model itself.
+        latent_dim: size of z, shorthand for ``latent_shape=(latent_dim,)``.
+        latent_shape: shape of one latent; latents are drawn N(0, 1) with shape (batch, *latent_shape),
+            e.g. ``(100, 1, 1)`` for a DCGAN that takes (N, 100, 1, 1). Default: what the model's family
+            can tell (``z_dim`` of a StyleGAN, ``nz`` of ours). Not needed for a `lt.ModelObjective`:
+            the search then calls ``objective(model, batch_size)`` and draws sample grids with
+            ``objective.sample``.
+        generate: ``generate(model, z)`` -> images in [-1, 1], used for every forward of the search,
+            the sample grids and the ticket's metrics; default ``model(z)``. E.g.
+            ``lambda G, z: G(z, None, noise_mode="const")`` for StyleGAN2-ADA's ``G(z, c)``. A
+            ``"package.module:function"`` path works too and is recorded in the ticket.
+        batch_size: latents per step per process (the global batch is this × processes;
+            use ``batch_size // processes`` to keep a single-process run's global batch).
+        lr: Adam learning rate (default: the generator's family's ``search_lr`` for scores or
+            ``dense_lr`` for weights, `lt_plugins.adapters`; 0.1 and 3e-3 for networks with
+            normalisation layers such as DCGAN, 3e-4 for StyleGAN, see benchmarks/).
+        betas: Adam betas; β1 = 0.5 as in the reference configuration.
+        dense: deprecated; ``TicketSearch(..., dense=True)`` warns and gives ``lt.DenseSearch(...)``, the
+            dense baseline, whose ``run()`` returns the trained module.
+        output_dir: where checkpoints and sample grids go (None: nothing is written).
+        checkpoint_every: steps between atomic checkpoints (and sample grids).
+        n_samples: images in each sample grid, from latents fixed by ``seed``.
+        seed: seed of the latent stream (step ``t`` always sees the same latents).
+        device: "cpu", "cuda", "cuda:1", ... (default: what Accelerate picks; under a
+            multi-process launch, each process's own GPU whatever the index).
+        mixed_precision: "no", "bf16" or "fp16", passed to Accelerate (default: what
+            ``accelerate launch --mixed_precision`` / ``accelerate config`` set, else "no").
+        progress: show a progress bar on the main process.
+        callbacks: called after each step with a `StepInfo` (on every process).
+        sync_batchnorm: under several processes, BatchNorm layers in training mode normalise
+            with the statistics of the global batch, as one process would (like
+            `torch.nn.SyncBatchNorm`, on CPU too). False keeps per-process statistics:
+            fewer collectives, but a different function than the single-process one.
+
+    Under several processes only the main process writes (checkpoints, sample grids) and
+    shows the progress bar; every process returns the same ticket. See docs/multi_gpu.md.
+
+    Example:
+        >>> import torch, lt_plugins as lt
+        >>> from lt_plugins.models import DCGANGenerator
+        >>> gen = lt.wrap(DCGANGenerator(nz=8, ngf=8, nc=1, image_size=16), lt.TicketConfig(density=0.2))
+        >>> objective = lt.MomentMatching(lambda x: [x.flatten(1)], cache=False)
+        >>> search = lt.TicketSearch(gen, objective, latent_dim=8, batch_size=16, progress=False)
+        >>> ticket = search.run(torch.rand(64, 1, 16, 16) * 2 - 1, steps=3)
+        >>> len(search.result.losses)
+        3
+    """
+
+
+    def __new__(cls, *args: Any, dense: bool = False, **settings: Any) -> SearchLoop:
+        if dense:  # the former spelling of the dense baseline: still works, as a DenseSearch
+            warnings.warn(
+                "TicketSearch(dense=True) is deprecated: TicketSearch.run() returns a Ticket. Use "
+                "lt.DenseSearch(generator, objective, ...), whose run() returns the trained module.",
+                FutureWarning, stacklevel=2,
+            )
+            return DenseSearch(*args, **settings)
+        return super().__new__(cls)
+
+    def __init__(self, generator: nn.Module, objective: Objective, latent_dim: int | None = None, *,
+                 dense: bool = False, **settings: Any) -> None:
+        super().__init__(generator, objective, latent_dim, **settings)
+
+    def run(self, real: Any, steps: int = 2000, resume: bool = False) -> Ticket:
+        """Search for ``steps`` steps against ``real`` images; return the `lt.Ticket`.
+
+        ``real`` is an image tensor (N, C, H, W) in [-1, 1], a Dataset, an image folder or
+        "mnist" (see `lt_plugins.data.load_images`). With ``resume=True`` the search
+        continues from ``output_dir``'s checkpoint exactly where it stopped (same result as
+        an uninterrupted run).
+        """
+        from .ticket import Ticket
+
+        model, samples = self._train(real, steps, resume)
+        return Ticket.from_model(wrapped_root(model), objective=self.objective.describe(), samples=samples,
+                                 call=self.call)
+
+
+class DenseSearch(SearchLoop):
+    """The dense baseline: train the weights of an unwrapped generator with the same loss and loop as `TicketSearch`.
+
+    Takes `TicketSearch`'s arguments; ``generator`` is an ordinary model (e.g. ``lt.unwrap`` of a
+    wrapped one, for the same seeded start), every weight of which that requires grad is
+    trained; ``lr`` defaults to the family's ``dense_lr``. ``run()`` returns the trained module.
+
+    Example:
+        >>> import torch, lt_plugins as lt
+        >>> from lt_plugins.models import DCGANGenerator
+        >>> gen = DCGANGenerator(nz=8, ngf=8, nc=1, image_size=16)
+        >>> objective = lt.MomentMatching(lambda x: [x.flatten(1)], cache=False)
+        >>> trained = lt.DenseSearch(gen, objective, latent_dim=8, batch_size=16, progress=False).run(
+        ...     torch.rand(64, 1, 16, 16) * 2 - 1, steps=2)
+        >>> trained is gen
+        True
+    """
+
+    dense = True
+    _what = "dense training"
+
+    def _check_generator(self, generator: nn.Module) -> None:
+        if is_wrapped(generator):
+            raise ValueError(
+                "DenseSearch (the dense=True baseline) trains the weights of an unwrapped generator; got a wrapped one "
+                "(lt.wrap). Train its scores with lt.TicketSearch, or lt.unwrap(model) it first."
+            )
+
+    def _trainable(self) -> list[nn.Parameter]:
+        params = [p for p in self.generator.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("DenseSearch trains weights, but the generator has no parameter that requires grad.")
+        return params
+
+    def run(self, real: Any, steps: int = 2000, resume: bool = False) -> nn.Module:
+        """Train for ``steps`` steps against ``real`` images (as `TicketSearch.run`); return the trained module."""
+        return self._train(real, steps, resume)[0]

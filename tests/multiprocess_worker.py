@@ -35,7 +35,7 @@ from torch import nn
 import lt_plugins as lt
 from lt_plugins.models import DCGANGenerator
 from lt_plugins.objectives import MMD, MomentMatching
-from lt_plugins.search import end_processes
+from lt_plugins.distributed import end_processes
 
 LATENT = 8
 BATCH = 8  # per process; one process runs WORLD * BATCH

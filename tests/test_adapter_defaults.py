@@ -186,7 +186,7 @@ def test_the_search_takes_its_learning_rate_from_the_family(family, search_lr, d
     objective = lt.MomentMatching(lambda x: [x.flatten(1)], cache=False)
     assert lt.TicketSearch(wrapped, objective, 8, progress=False).lr == search_lr
     assert lt.TicketSearch(wrapped, objective, 8, lr=0.02, progress=False).lr == 0.02
-    assert lt.TicketSearch(lt.unwrap(wrapped), objective, 8, dense=True, progress=False).lr == dense_lr
+    assert lt.DenseSearch(lt.unwrap(wrapped), objective, 8, progress=False).lr == dense_lr
 
 
 def test_a_stylegan_ticket_search_at_the_default_lr_keeps_its_samples_diverse():

@@ -38,3 +38,22 @@ def test_curves_average_seeds_per_variant_and_step():
                      "dcgan dense lr 0.003 steps 100": {100: [7.0]}}
     table = curves.table(found)
     assert "15.0 ±   7.1 (2)" in table and "40.0 ±  14.1 (2)" in table
+
+
+def test_quality_table_measures_every_cell_and_a_rerun_skips_finished_runs(tmp_path, monkeypatch):
+    argv = ["quality.py", "--families", "dcgan", "--densities", "1", "0.1", "--seeds", "0", "--steps", "2",
+            "--batch", "8", "--eval-samples", "40", "--model-kwargs", '{"ngf": 8}', "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", argv)
+    threads = torch.get_num_threads()
+    try:
+        quality = _load("quality")
+        quality.main()
+        lines = (tmp_path / "quality.jsonl").read_text().splitlines()
+        table = (tmp_path / "quality.txt").read_text()
+        assert len(lines) == 2 and "error" not in lines[0] + lines[1]
+        assert [row.split()[1] for row in table.splitlines()[2:]] == ["-", "dense", "10%"]  # real, then the cells
+        assert (tmp_path / "quality_samples.png").stat().st_size > 0
+        quality.main()
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "quality.jsonl").read_text().splitlines() == lines  # nothing ran twice

@@ -69,7 +69,7 @@ def test_second_call_loads_the_cache_without_training(trained, mnist_cache, monk
     def no_training(recipe):
         raise AssertionError("retrained although the weights were cached")
 
-    monkeypatch.setattr(features, "_train", no_training)
+    monkeypatch.setattr(features.mnist, "_train", no_training)
     again = mnist_feature_net(cache_dir=mnist_cache)
     assert feature_key(again) == feature_key(net)
     assert all(name.endswith(".safetensors") and not name.startswith(".") for name in cached_files(mnist_cache))
@@ -79,7 +79,7 @@ def test_the_default_call_loads_the_shipped_weights_of_the_current_recipe(tmp_pa
     def no_training(recipe):
         raise AssertionError("trained although the weights of this recipe ship with the package")
 
-    monkeypatch.setattr(features, "_train", no_training)
+    monkeypatch.setattr(features.mnist, "_train", no_training)
     monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
     for seed in (0, 1):
         net = mnist_feature_net(seed=seed)
@@ -100,7 +100,7 @@ def test_a_retrained_network_agrees_with_the_shipped_one(trained):
 
 def test_a_changed_recipe_retrains_into_a_new_file(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(features, "_train", fake_train(calls))
+    monkeypatch.setattr(features.mnist, "_train", fake_train(calls))
     mnist_feature_net(cache_dir=tmp_path)
     mnist_feature_net(cache_dir=tmp_path)
     assert len(calls) == 1 and len(cached_files(tmp_path)) == 1
@@ -112,7 +112,7 @@ def test_a_changed_recipe_retrains_into_a_new_file(tmp_path, monkeypatch):
 
 def test_a_damaged_cache_file_is_retrained_with_a_warning(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(features, "_train", fake_train(calls))
+    monkeypatch.setattr(features.mnist, "_train", fake_train(calls))
     mnist_feature_net(cache_dir=tmp_path)
     (path,) = (tmp_path / "feature_nets").iterdir()
     path.write_bytes(b"not safetensors")
@@ -195,9 +195,26 @@ def test_timm_features_from_a_module():
 
 def test_another_seed_is_another_network_in_its_own_file(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(features, "_train", fake_train(calls))
+    monkeypatch.setattr(features.mnist, "_train", fake_train(calls))
     mnist_feature_net(cache_dir=tmp_path)
     mnist_feature_net(cache_dir=tmp_path, seed=1)
     mnist_feature_net(cache_dir=tmp_path, seed=1)
     assert [c["seed"] for c in calls] == [0, 1]
     assert len(cached_files(tmp_path)) == 2
+
+
+def test_a_stack_of_networks_returns_every_map_and_has_its_own_moments_key():
+    from lt_plugins.features import FeatureStack, feature_key, feature_net
+    from lt_plugins.recipes import metric_features_name
+
+    x = load_mnist(limit=4)
+    first, second = feature_net("mnist"), feature_net("mnist:1")
+    stack = feature_net("mnist+mnist:1")
+    assert isinstance(stack, FeatureStack)
+    for got, want in zip(stack(x), first(x) + second(x)):
+        assert torch.equal(got, want)
+    keys = {feature_key(first), feature_key(stack), feature_key(feature_net("mnist:1+mnist"))}
+    assert len(keys) == 3  # cached moments of a stack are never those of a member, nor of another order
+    assert metric_features_name("auto", 1, "mnist+mnist:1") not in ("mnist", "mnist:1")
+    with pytest.raises(ValueError, match="--metric-features"):
+        metric_features_name("auto", 3, "resnet18_random+resnet18_random:1")

@@ -85,7 +85,7 @@ def reference_prdc(real, fake, k):
 
 
 def test_prdc_matches_the_definitions_across_chunks(monkeypatch):
-    monkeypatch.setattr(metrics, "_PAIRS_PER_CHUNK", 5000)  # many chunks for 300 x 250
+    monkeypatch.setattr(metrics.distances, "_PAIRS_PER_CHUNK", 5000)  # many chunks for 300 x 250
     real = gaussian(300, np.zeros(3), np.eye(3), seed=0)
     fake = gaussian(250, np.full(3, 0.5), 0.5 * np.eye(3), seed=1)
     ours, expected = prdc(real, fake, k=5), reference_prdc(real, fake, k=5)

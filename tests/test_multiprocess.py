@@ -231,7 +231,7 @@ def test_accelerate_state_made_without_cpu_true_is_a_clear_error(tmp_path):
 
 
 def test_end_processes_is_a_no_op_in_one_process():
-    from lt_plugins.search import end_processes
+    from lt_plugins.distributed import end_processes
 
     end_processes()
     assert not dist.is_initialized()

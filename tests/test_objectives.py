@@ -126,3 +126,21 @@ def test_mmd_sampler_state_round_trips():
     b.load_state_dict(state)
     fake = _images(16, seed=9)
     assert float(a(fake)) == float(b(fake))
+
+
+def test_layer_normalisation_weighs_every_map_the_same_whatever_its_scale():
+    real, fake = _images(), _images(seed=3) * 0.5
+
+    def loss(normalise, gain):
+        net = _extractor()
+        scaled = lambda x: [net(x)[0] * gain, net(x)[1]]  # noqa: E731  (one map 100x larger)
+        objective = MomentMatching(scaled, ema_decay=0.0, cache=False, normalise=normalise)
+        objective.prepare(real, CPU)
+        return float(objective(fake))
+
+    assert loss("layer", 100.0) == pytest.approx(loss("layer", 1.0), rel=1e-4)
+    assert loss("none", 100.0) > 1e3 * loss("none", 1.0)  # raw moments: the scaled map dominates
+    objective = MomentMatching(_extractor(), cache=False, normalise="layer")
+    assert objective.describe()["normalise"] == "layer"
+    with pytest.raises(ValueError, match="normalise"):
+        MomentMatching(_extractor(), normalise="pixels")

@@ -20,7 +20,7 @@ from test_search import PixelFeatures, _generator, _real, _scores, _search
 import lt_plugins as lt
 from lt_plugins.models import DCGANGenerator
 from lt_plugins.objectives import MomentMatching
-from lt_plugins.search import (
+from lt_plugins.checkpoints import (
     CHECKPOINT_NAME,
     PREVIOUS_CHECKPOINT_NAME,
     CheckpointError,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lt_plugins.cli import main
-from lt_plugins.commands.search import metric_features_name
+from lt_plugins.recipes import metric_features_name
 
 
 @pytest.fixture

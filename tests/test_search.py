@@ -134,13 +134,77 @@ def test_nan_loss_is_reported_not_trained_on_and_checkpoint_kept(tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
 
 
-def test_dense_mode_trains_the_weights_with_the_same_loss():
+def test_dense_search_trains_the_weights_with_the_same_loss_and_returns_the_module():
     gen = lt.unwrap(_generator())
     before = {k: v.clone() for k, v in gen.state_dict().items()}
-    search = _search(gen, dense=True, lr=1e-3)
+    search = lt.DenseSearch(gen, MomentMatching(PixelFeatures(), cache=False), LATENT, batch_size=16, progress=False,
+                            device="cpu", lr=1e-3)
     trained = search.run(_real(), steps=5)
-    assert trained is gen
+    assert trained is gen and isinstance(trained, nn.Module) and not isinstance(trained, lt.Ticket)
     assert not torch.equal(before["main.0.weight"], gen.state_dict()["main.0.weight"])
+    assert len(search.result.losses) == 5
+
+
+def test_ticket_search_returns_a_ticket_and_its_former_dense_flag_gives_a_dense_search():
+    assert isinstance(_search(_generator()).run(_real(), steps=2), lt.Ticket)
+    with pytest.warns(FutureWarning, match=r"dense=True\) is deprecated.*lt.DenseSearch"):
+        search = _search(lt.unwrap(_generator()), dense=True)
+    assert type(search) is lt.DenseSearch and isinstance(search.run(_real(), steps=1), nn.Module)
+    with pytest.raises(ValueError, match="lt.DenseSearch"):
+        _search(lt.unwrap(_generator()))
+    with pytest.raises(ValueError, match="lt.TicketSearch"):
+        lt.DenseSearch(_generator(), MomentMatching(PixelFeatures(), cache=False), LATENT)
+
+
+class Recorder(lt.ModelObjective):
+    """A model objective that records what the search hands it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def prepare(self, real, device):
+        self.real = real
+
+    def __call__(self, model, batch_size):
+        self.seen.append((type(model).__name__, batch_size))
+        return lt.score_parameters(model)[0].sum() * 0 + 1.0
+
+    def sample(self, model, n, generator=0):
+        return torch.zeros(n, 1, 16, 16)
+
+    def describe(self):
+        return {"name": "recorder"}
+
+
+def test_the_search_dispatches_on_the_objective_type():
+    objective = Recorder()
+    ticket = lt.TicketSearch(_generator(), objective, batch_size=4, progress=False, device="cpu",
+                             n_samples=3).run(_real(), steps=2)
+    assert objective.seen == [("DCGANGenerator", 4)] * 2  # called with the model, not with images
+    assert ticket.objective == {"name": "recorder"}
+    seen = []
+
+    class Images(lt.ImageObjective):
+        def prepare(self, real, device):
+            pass
+
+        def __call__(self, fake):
+            seen.append(tuple(fake.shape))
+            return fake.mean()
+
+        def describe(self):
+            return {"name": "images"}
+
+    lt.TicketSearch(_generator(), Images(), LATENT, batch_size=4, progress=False, device="cpu").run(_real(), steps=1)
+    assert seen == [(4, 1, 16, 16)]
+
+
+def test_an_objective_with_the_old_takes_model_flag_is_told_to_subclass_model_objective():
+    class Old(NaNAfter):
+        takes_model = True
+
+    with pytest.raises(TypeError, match="lt.ModelObjective"):
+        lt.TicketSearch(_generator(), Old(1), LATENT)
 
 
 @pytest.mark.parametrize(

@@ -114,14 +114,14 @@ def test_batchnorm_running_statistics_travel(tmp_path):
 
 def _other_random_stream(monkeypatch):
     """Simulate a torch whose random stream differs: every drawn weight comes out changed."""
-    import lt_plugins.masking as masking_module
+    from lt_plugins.masking import planning
 
-    real = masking_module.draw_weight
+    real = planning.draw_weight
 
     def drifted(*args, **kwargs):
         return real(*args, **kwargs) * 1.0001
 
-    monkeypatch.setattr(masking_module, "draw_weight", drifted)  # the one place weights are drawn
+    monkeypatch.setattr(planning, "draw_weight", drifted)  # the one place weights are drawn
 
 
 def test_fingerprint_mismatch_is_refused_and_portable_tickets_stay_exact(tmp_path, monkeypatch):

@@ -59,8 +59,9 @@ def get_adapter(family: str) -> Adapter:
 def recognise(model: nn.Module, family: str | None = None) -> tuple[Adapter, str]:
     """(adapter, why): the family of ``model`` and how it was recognised.
 
-    ``family`` forces one by name. Otherwise a family that owns the model's class wins; then
-    the structural rules of every family, in their ``structure_rank`` order (StyleGAN: mapping +
+    ``family`` forces one by name. Otherwise the family that owns the model's class wins (two
+    that claim one class are refused); then the structural rules of every family, in their
+    ``structure_rank`` order, ties by family name (StyleGAN: mapping +
     synthesis networks or modulated convolutions; UNet: ``forward(x, t)`` with a time embedding;
     DCGAN: a transposed-convolution stack); then the generic ``torch`` family. Registration order
     never decides.
@@ -74,10 +75,15 @@ def recognise(model: nn.Module, family: str | None = None) -> tuple[Adapter, str
         raise TypeError(f"recognise() takes an nn.Module, got {type(model).__name__}.")
     if family is not None:
         return get_adapter(family), "TicketConfig(family=...)"
-    for adapter in _ADAPTERS.values():
-        if adapter.owns(model):
-            return adapter, f"class {type(model).__name__}"
-    for adapter in sorted(_ADAPTERS.values(), key=lambda a: a.structure_rank):
+    owners = sorted(a.family for a in _ADAPTERS.values() if a.owns(model))
+    if len(owners) > 1:
+        raise ValueError(
+            f"Families {owners} all claim {type(model).__name__} as their own class; say which one it is: "
+            f"TicketConfig(family={owners[0]!r})."
+        )
+    if owners:
+        return _ADAPTERS[owners[0]], f"class {type(model).__name__}"
+    for adapter in sorted(_ADAPTERS.values(), key=lambda a: (a.structure_rank, a.family)):
         reason = adapter.resembles(model)
         if reason:
             return adapter, reason

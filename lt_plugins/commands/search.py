@@ -7,217 +7,16 @@ are the option names with underscores (``steps: 600``); flags on the command lin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import time
-from dataclasses import dataclass
+import typing
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..config import SCORE_INITS
-
-GENERATORS = ("dcgan", "stylegan")
-
-
-@dataclass
-class SearchJob:
-    """Everything one ticket search needs; the fields mirror `lt-plugins search`'s options."""
-
-    family: str = "dcgan"
-    model: str | None = None
-    model_kwargs: dict[str, Any] | None = None
-    latent_shape: list[int] | None = None
-    generate: str | None = None
-    features: str = "mnist"
-    metric_features: str = "auto"
-    data: str = "mnist"
-    image_size: int = 32
-    density: float = 0.1
-    scope: str = "layer"
-    seed: int = 0
-    weight_init: str = "signed_constant"
-    score_init: str = "uniform"
-    scale_fan: bool | None = None
-    exclude_modules: list[str] | None = None
-    objective: str = "moments"
-    ema_decay: float = 0.5
-    steps: int = 600
-    batch_size: int = 64
-    lr: float | None = None
-    dense: bool = False
-    out: str = "out"
-    checkpoint_every: int = 100
-    resume: bool = False
-    device: str | None = None
-    eval_samples: int = 2000
-    eval_at: list[int] | None = None
-    measure_random_init: bool = True
-    progress: bool = True
-
-
-def build_generator(
-    family: str, image_size: int, channels: int, kwargs: dict[str, Any] | None, seed: int = 0,
-    model: str | None = None,
-) -> nn.Module:
-    """A built-in generator of ``family`` making ``channels``×``image_size``² images, or the user's class
-    ``model`` (``"package.module:Class"``) called with ``kwargs``.
-
-    Built under ``seed`` (torch's global random state is left as it was), so what `lt.wrap`
-    does not re-draw -- layers in ``exclude_modules`` -- starts the same on every run.
-    """
-    kwargs = dict(kwargs or {})
-    try:
-        return _build_generator(family, image_size, channels, kwargs, seed, model)
-    except (TypeError, ValueError, RuntimeError) as err:
-        what = model or {"dcgan": "DCGANGenerator", "stylegan": "StyleGANGenerator"}.get(family, family)
-        raise ValueError(
-            f"--model-kwargs {bounded_repr(kwargs)} do not build {what}: {type(err).__name__}: {str(err)[:300]}. "
-            "Check the constructor's arguments (names, and positive sizes)."
-        ) from err
-
-
-def _build_generator(family: str, image_size: int, channels: int, kwargs: dict[str, Any], seed: int,
-                     model: str | None) -> nn.Module:
-    from ..adapters.base import constructor_config
-    from ..generate import import_callable
-    from ..models import DCGANGenerator, StyleGANGenerator
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if model is not None:
-            factory = import_callable(model)
-            made = factory(**kwargs)
-            if not isinstance(made, nn.Module):
-                raise ValueError(f"--model {model} made a {type(made).__name__}, not an nn.Module.")
-            if isinstance(factory, type) and constructor_config(made) is None:
-                made.init_kwargs = kwargs  # so the ticket records how to build it again (see constructor_config)
-            return made
-        if family == "dcgan":
-            return DCGANGenerator(**{"nz": 100, "ngf": 32, "nc": channels, "image_size": image_size, **kwargs})
-        if family == "stylegan":
-            return StyleGANGenerator(**{"img_resolution": image_size, "img_channels": channels, **kwargs})
-    raise ValueError(f"family={family!r} is not a built-in generator; choose one of {list(GENERATORS)}.")
-
-
-def metric_features_name(name: str, channels: int, loss_features: str | None = None) -> str:
-    """The `feature_net` name of the reported metrics: ``name`` itself, or for ``"auto"`` one chosen
-    by the images' ``channels`` and never the loss's network ``loss_features``.
-
-    Grey images: the shipped MNIST classifier of seed 1 (``mnist:1``; seed 0 when the loss is
-    ``mnist:1``), which also gives the recognisable share. RGB images: timm's ResNet-18 at a
-    seeded random init (``resnet18_random``; seed 1 when the loss is that one), which needs no
-    weights and shares nothing with the ImageNet networks a loss matches.
-
-    Example:
-        >>> metric_features_name("auto", 1), metric_features_name("auto", 3, "efficientnet_lite0")
-        ('mnist:1', 'resnet18_random')
-        >>> metric_features_name("auto", 1, "mnist:1"), metric_features_name("vgg19_bn", 3)
-        ('mnist', 'vgg19_bn')
-    """
-    if name != "auto":
-        return name
-    chosen, other = ("mnist:1", "mnist") if channels == 1 else ("resnet18_random", "resnet18_random:1")
-    return other if loss_features in (chosen, chosen + ":0") else chosen
-
-
-def evaluation_net(
-    device: torch.device, name: str = "auto", channels: int = 1, loss_features: str | None = None
-) -> nn.Module:
-    """The feature network of the reported metrics, named as `metric_features_name` resolves ``name``.
-
-    Measuring with the very network the search matched would reward overfitting its
-    features; an independent one does not share them.
-    """
-    from ..features import feature_net
-
-    return feature_net(metric_features_name(name, channels, loss_features), device=device)
-
-
-def run_search(job: SearchJob) -> dict[str, Any] | None:
-    """Search (or densely train) a generator on ``job.data``; save the ticket; return the report.
-
-    The report holds the FD of the random-init network (unless ``job.measure_random_init``
-    is off), of the result and at each step of ``job.eval_at`` (all measured on
-    ``job.eval_samples`` samples with `evaluation_net`), the seconds per step and the paths
-    written. Under ``accelerate launch`` or ``torchrun`` every process searches, and the main
-    one alone measures, saves and gets the report (the others get None).
-    """
-    import lt_plugins as lt
-
-    from ..data import load_images
-    from ..features import feature_net
-    from ..metrics import evaluate
-    from ..search import process_state
-
-    real = load_images(job.data, image_size=job.image_size)
-    # One process, or this one of those accelerate launch / torchrun started; its device is
-    # this process's own GPU (cuda:LOCAL_RANK) under a multi-GPU launch.
-    process = process_state(job.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    device = torch.device(job.device) if job.device else process.device
-    generator = build_generator(
-        job.family, job.image_size, real.shape[1], job.model_kwargs, job.seed, job.model
-    ).to(device)
-    config = lt.TicketConfig(
-        density=1.0 if job.dense else job.density, scope=job.scope, seed=job.seed, weight_init=job.weight_init,
-        score_init=job.score_init, scale_fan=job.scale_fan, exclude_modules=job.exclude_modules,
-    )
-    generator = lt.wrap(generator, config)
-    if job.dense:
-        generator = lt.unwrap(generator)  # the same seeded start, every weight trainable
-
-    features = feature_net(job.features, device=device)
-    if job.objective == "moments":
-        objective = lt.MomentMatching(features, ema_decay=job.ema_decay)
-    else:
-        objective = lt.MMD(features, seed=job.seed)
-    metric_net = evaluation_net(device, job.metric_features, real.shape[1], job.features)
-    evals: dict[int, float] = {}
-    eval_at = set(job.eval_at or ())
-
-    def measure() -> dict[str, Any]:
-        return evaluate(generator, real, metric_net, n=job.eval_samples, latent_shape=search.call.latent_shape,
-                        generate=search.call.generate, seed=job.seed)
-
-    def measure_at(info: lt.StepInfo) -> None:
-        if info.step in eval_at and process.is_main_process:
-            evals[info.step] = measure()["fd"]
-
-    out = Path(job.out)
-    search = lt.TicketSearch(
-        generator, objective, latent_shape=job.latent_shape and tuple(job.latent_shape), generate=job.generate,
-        batch_size=job.batch_size, lr=job.lr, dense=job.dense,
-        output_dir=out / "search", checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device),
-        progress=job.progress, callbacks=[measure_at],
-    )
-    before = measure() if job.measure_random_init and process.is_main_process else None
-    began = time.perf_counter()
-    result = search.run(real, steps=job.steps, resume=job.resume)
-    seconds = time.perf_counter() - began
-    if not process.is_main_process:
-        process.wait_for_everyone()  # the main process measures and saves meanwhile
-        return None
-    after = measure()
-    report = {
-        "family": job.family if job.model is None else job.model,
-        "dense": job.dense,
-        "density": 1.0 if job.dense else job.density,
-        "steps": job.steps,
-        "fd_random_init": before["fd"] if before else None,
-        "metrics_random_init": before,
-        "fd": after["fd"],
-        "fd_at_step": evals,
-        "metrics": after,
-        "seconds": seconds,
-        "seconds_per_step": search.result.seconds_per_step,
-        "samples": str(out / "search" / "samples.png"),
-    }
-    if not job.dense:
-        result.metrics = {k: v for k, v in after.items() if isinstance(v, (int, float, str))}
-        report["ticket"] = str(result.save_pretrained(out / "ticket"))
-    process.wait_for_everyone()
-    return report
+from .._repr import bounded_repr
+from ..recipes import SearchJob, evaluation_net, run_search
 
 
 def _recognised(metrics: dict[str, Any] | None) -> str:
@@ -262,113 +61,53 @@ def _search(args: argparse.Namespace) -> None:
     _print_report(run_search(_job_from_args(args)))
 
 
+def add_job_options(parser: argparse.ArgumentParser, job: type = SearchJob) -> None:
+    """One flag per field of the dataclass ``job``, made from the field alone: ``--field-name`` (or
+    ``metadata["flag"]``), its type, default, help and ``choices`` / ``metavar`` from its metadata.
+
+    ``bool`` fields are switches (``--no-NAME`` for one that defaults to True), ``bool | None`` ones
+    ``--NAME / --no-NAME``, lists take several values, a dict is given as JSON.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_job_options(parser)
+        >>> args = parser.parse_args(["--density", "0.2", "--eval-at", "5", "10", "--no-progress"])
+        >>> args.density, args.eval_at, args.progress, args.steps == SearchJob.steps
+        (0.2, [5, 10], False, True)
+    """
+    hints = typing.get_type_hints(job)
+    for spec in dataclasses.fields(job):
+        meta = spec.metadata
+        # argparse %-formats help texts ("10%" would break --help)
+        options: dict[str, Any] = {"default": spec.default, "help": meta["help"].replace("%", "%%")}
+        options.update({k: meta[k] for k in ("choices", "metavar") if k in meta})
+        kind, optional = _without_none(hints[spec.name])
+        if kind is bool:
+            options["action"] = (argparse.BooleanOptionalAction if optional
+                                 else "store_false" if spec.default else "store_true")
+        elif typing.get_origin(kind) is list:
+            item = typing.get_args(kind)[0]
+            options.update(nargs="+", **({"type": item} if item is not str else {}))
+        elif kind in (int, float):
+            options["type"] = kind
+        flag = meta.get("flag", "--" + spec.name.replace("_", "-"))
+        parser.add_argument(flag, dest=spec.name, **options)
+
+
+def _without_none(kind: Any) -> tuple[Any, bool]:
+    """(``X``, True) for ``X | None``; (``kind``, False) otherwise."""
+    args = typing.get_args(kind)
+    if type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return kind, False
+
+
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
-    d = SearchJob()
     parser.add_argument("--config", help="YAML file of options (keys = option names with underscores)")
-    parser.add_argument("--family", choices=GENERATORS, default=d.family, help="built-in generator family")
-    parser.add_argument("--model", default=None, metavar="PKG.MODULE:CLASS",
-                        help="your own generator class, imported and called with --model-kwargs (replaces --family)")
-    parser.add_argument("--latent-shape", type=int, nargs="+", default=None, metavar="N",
-                        help="shape of one latent, e.g. 512, or 100 1 1 for z shaped (N, 100, 1, 1) "
-                             "(default: what the model's family tells, e.g. its z_dim)")
-    parser.add_argument("--generate", default=None, metavar="PKG.MODULE:FUNCTION",
-                        help="generate(model, z) -> images in [-1, 1], when the model is not called as model(z) "
-                             "(e.g. a function returning G(z, None) for StyleGAN2-ADA)")
-    parser.add_argument("--features", default=d.features, metavar="NAME",
-                        help="feature network of the loss: mnist, efficientnet_lite0, vgg19_bn, timm:NAME or "
-                             "pkg.module:function (lt_plugins.features.feature_net)")
-    parser.add_argument("--metric-features", default=d.metric_features, metavar="NAME",
-                        help="feature network of the reported FD/PRDC, another than --features; auto: mnist:1 for "
-                             "grey data (also gives the recognisable share), for RGB a seeded random-init "
-                             "ResNet-18 (resnet18_random), never the loss's own network")
-    parser.add_argument("--model-kwargs", default=None,
-                        help='JSON of constructor arguments, e.g. \'{"ngf": 64}\' for dcgan or \'{"channel_max": 64}\'')
-    parser.add_argument("--data", default=d.data, help="'mnist' (ships with the package) or an image folder")
-    parser.add_argument("--image-size", type=int, default=d.image_size, help="side of the square images")
-    parser.add_argument("--density", type=float, default=d.density, help="fraction of weights kept, 0 < d <= 1")
-    parser.add_argument("--scope", choices=("layer", "global"), default=d.scope,
-                        help="rank scores per tensor (layer) or over the whole network (global)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the frozen weights, scores and latents")
-    parser.add_argument("--weight-init", default=d.weight_init,
-                        choices=("signed_constant", "kaiming_uniform", "kaiming_normal"), help="how weights are drawn")
-    parser.add_argument("--score-init", choices=SCORE_INITS, default=d.score_init, help="how scores are drawn")
-    parser.add_argument("--scale-fan", action=argparse.BooleanOptionalAction, default=d.scale_fan,
-                        help="draw weights at the scale of the kept fan-in (default: the family's choice)")
-    parser.add_argument("--exclude-modules", nargs="+", default=d.exclude_modules, metavar="NAME",
-                        help="modules left dense and random: names, name suffixes or regexes")
-    parser.add_argument("--objective", choices=("moments", "mmd"), default=d.objective,
-                        help="feature moment matching (mean and variance) or its kernel form, MMD")
-    parser.add_argument("--ema-decay", type=float, default=d.ema_decay,
-                        help="moments: weight of the running average of fake-feature moments (0 = this batch only)")
-    parser.add_argument("--steps", type=int, default=d.steps, help="optimisation steps")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="latents per step per process")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the family's; DCGAN 0.1 scores, 3e-3 dense)")
-    parser.add_argument("--dense", action="store_true", help="train the weights instead (the dense baseline)")
-    parser.add_argument("--out", default=d.out, help="output folder: search/ (checkpoints, samples) and ticket/")
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                        help="steps between checkpoints and sample grids")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/search/checkpoint.pt")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--eval-samples", type=int, default=d.eval_samples, help="generated samples for FD/PRDC")
-    parser.add_argument("--eval-at", type=int, nargs="+", default=d.eval_at, metavar="STEP",
-                        help="steps at which FD is also measured (reported as fd_at_step)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_job_options(parser)
 
 
 MAX_CONFIG_FILE_BYTES = 1 << 20
-MAX_SHOWN = 200  # characters of a value echoed back in an error
-
-
-class _Cut(Exception):
-    pass
-
-
-def bounded_repr(value: Any, limit: int = MAX_SHOWN) -> str:
-    """``repr(value)`` cut at about ``limit`` characters, without ever building the whole of it.
-
-    Safe on a YAML anchor bomb (nested lists sharing their items, exponential when expanded).
-
-    Example:
-        >>> bounded_repr([1, 2, 3])
-        '[1, 2, 3]'
-        >>> bomb = ["lol"] * 9
-        >>> for _ in range(30):
-        ...     bomb = [bomb] * 9
-        >>> len(bounded_repr(bomb)) <= 203
-        True
-    """
-    out: list[str] = []
-    room = [limit]
-
-    def emit(text: str) -> None:
-        out.append(text[: room[0]])
-        room[0] -= len(text)
-        if room[0] < 0:
-            raise _Cut
-
-    def walk(item: Any) -> None:
-        if isinstance(item, dict):
-            emit("{")
-            for i, (key, val) in enumerate(item.items()):
-                emit(", " if i else "")
-                walk(key)
-                emit(": ")
-                walk(val)
-            emit("}")
-        elif isinstance(item, (list, tuple)):
-            emit("[" if isinstance(item, list) else "(")
-            for i, val in enumerate(item):
-                emit(", " if i else "")
-                walk(val)
-            emit("]" if isinstance(item, list) else ")")
-        else:
-            emit(repr(item[: limit + 1] if isinstance(item, (str, bytes)) else item))
-
-    try:
-        walk(value)
-    except _Cut:
-        return "".join(out) + "..."
-    return "".join(out)
 
 
 def _yaml_value(action: argparse.Action, key: str, value: Any) -> Any:

@@ -1,68 +1,12 @@
-"""What every search objective provides, and the cross-process sums and gathers they share."""
+"""What every search objective provides (the sums and gathers over processes live in `lt_plugins.distributed`)."""
 
 from __future__ import annotations
 
 import abc
-import contextlib
-import warnings
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of the running process group, (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over all processes, differentiably (gradients flow back to every rank).
-
-    Accelerate's ``gather`` carries no gradient; this all-reduce does, so a loss computed
-    from global sums has the same value and gradient as the single-process loss on the
-    global batch. Identity when there is one process.
-    """
-    if world()[1] == 1:
-        return tensor
-    from torch.distributed.nn.functional import all_reduce
-
-    with _differentiable_collectives():
-        return all_reduce(tensor)
-
-
-def rows_of_all_processes(tensor: torch.Tensor) -> torch.Tensor:
-    """The rows of ``tensor`` from every process, in rank order, differentiably.
-
-    Every process must pass the same shape. Gradients flow back to the process that owned
-    each row. Identity when there is one process.
-    """
-    if world()[1] == 1:
-        return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    with _differentiable_collectives():
-        return torch.cat(all_gather(tensor))
-
-
-@contextlib.contextmanager
-def _differentiable_collectives() -> Iterator[None]:
-    # torch.distributed.nn.functional is deprecated in favour of _functional_collectives, whose
-    # autograd support only exists in recent torch releases; this one differentiates on every
-    # supported torch.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"torch\.distributed\.nn\.functional\.\w+ is deprecated", FutureWarning)
-        yield
-
-
-def sum_over_processes_(tensor: torch.Tensor) -> torch.Tensor:
-    """In-place, non-differentiable sum over processes (for statistics of real data)."""
-    if world()[1] > 1:
-        dist.all_reduce(tensor)
-    return tensor
 
 
 def frozen(module: nn.Module) -> nn.Module:
@@ -71,11 +15,25 @@ def frozen(module: nn.Module) -> nn.Module:
 
 
 class Objective(abc.ABC):
-    """A loss on generated samples that the search minimises over the scores.
+    """What every loss the search minimises provides; an objective is one of two types.
 
-    Subclasses see the real data once in `prepare` and then score batches of generated
-    images in ``__call__``. Their running state (moving averages, samplers) goes through
-    `state_dict` / `load_state_dict`, so a resumed search continues exactly.
+    - `ImageObjective`: called on a batch of generated images, ``objective(fake)`` (moment matching,
+      MMD). The search draws the latents and calls the generator (`lt_plugins.generate.LatentCall`).
+    - `ModelObjective`: called on the model itself, ``objective(model, batch_size)``, and samples it
+      with its own `ModelObjective.sample` (the denoising objective of UNets, through
+      `lt_plugins.diffusion`).
+
+    `lt.TicketSearch` dispatches on that type; a direct subclass of `Objective` is taken for an
+    image objective, as it always was. Every objective sees the real data once in `prepare`; its
+    running state (moving averages, samplers) goes through `state_dict` / `load_state_dict`, so a
+    resumed search continues exactly.
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> isinstance(lt.MomentMatching(lambda x: [x]), lt.ImageObjective)
+        True
+        >>> isinstance(lt.DenoisingObjective(), lt.ModelObjective)
+        True
     """
 
     @abc.abstractmethod
@@ -83,8 +41,8 @@ class Objective(abc.ABC):
         """Look at the real images (N, C, H, W) in [-1, 1] once, before the first step."""
 
     @abc.abstractmethod
-    def __call__(self, fake: torch.Tensor) -> torch.Tensor:
-        """Loss (a scalar tensor) of a batch of generated images."""
+    def __call__(self, *inputs: Any) -> torch.Tensor:
+        """The loss, a scalar tensor: of images (`ImageObjective`) or of the model (`ModelObjective`)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}
@@ -96,3 +54,49 @@ class Objective(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable description recorded in tickets."""
+
+
+class ImageObjective(Objective):
+    """A loss of a batch of generated images (N, C, H, W) in [-1, 1]: ``objective(fake)``.
+
+    Example:
+        >>> class MeanMatching(ImageObjective):
+        ...     def prepare(self, real, device):
+        ...         self.mean = real.mean().to(device)
+        ...     def __call__(self, fake):
+        ...         return (fake.mean() - self.mean).square()
+        ...     def describe(self):
+        ...         return {"name": "mean"}
+        >>> objective = MeanMatching()
+        >>> objective.prepare(torch.zeros(4, 1, 2, 2), torch.device("cpu"))
+        >>> objective(torch.ones(2, 1, 2, 2)).item()
+        1.0
+    """
+
+    @abc.abstractmethod
+    def __call__(self, fake: torch.Tensor) -> torch.Tensor:
+        """Loss (a scalar tensor) of a batch of generated images."""
+
+
+class ModelObjective(Objective):
+    """A loss computed by calling the model itself, ``objective(model, batch_size)``, which also samples it.
+
+    For models that are not generators of latents (a diffusion UNet, ``unet(x_t, t)``): the search
+    hands over the (possibly DDP-wrapped) model, and draws its sample grids with `sample`.
+
+    Example:
+        >>> import lt_plugins as lt
+        >>> issubclass(lt.DenoisingObjective, ModelObjective)
+        True
+    """
+
+    @abc.abstractmethod
+    def __call__(self, model: nn.Module, batch_size: int) -> torch.Tensor:
+        """Loss (a scalar tensor) of ``model`` on a batch of ``batch_size`` per process."""
+
+    @abc.abstractmethod
+    def sample(self, model: nn.Module, n: int, generator: torch.Generator | int = 0) -> torch.Tensor:
+        """``n`` images (N, C, H, W) in [-1, 1] from ``model``, drawn from ``generator``."""
+
+    def check_model(self, model: nn.Module) -> Any:
+        """Called once before the first step, after `prepare`: refuse a model this objective cannot train."""

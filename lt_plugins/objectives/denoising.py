@@ -3,9 +3,9 @@
 Any ``unet(x_t, t)`` is searched this way: a diffusers ``UNet2DModel``, or a UNet of your own
 whose ``forward(x, t)`` takes integer timesteps of shape (N,) and carries no diffusers config.
 
-A UNet is not a generator of latents, so this objective takes the model itself
-(``takes_model = True``): `lt_plugins.TicketSearch` then calls ``objective(model, batch_size)``
-instead of ``objective(generator(z))``, and draws its sample grids with ``objective.sample``.
+A UNet is not a generator of latents, so this objective is a `ModelObjective`: `lt_plugins.TicketSearch`
+calls ``objective(model, batch_size)`` instead of ``objective(generator(z))``, and draws its sample
+grids with ``objective.sample`` (`lt_plugins.diffusion.sample`, the one DDIM loop).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Objective, world
+from ..distributed import world
+from .base import ModelObjective, Objective
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -40,7 +41,7 @@ def _scheduler(scheduler: Any) -> Any:
     return scheduler
 
 
-class DenoisingObjective(Objective):
+class DenoisingObjective(ModelObjective):
     """Noise-prediction loss of a UNet ``unet(x_t, t)`` under a diffusers noise scheduler.
 
     Every call draws a batch of real images ``x0``, timesteps ``t ~ U{0, ..., T-1}`` (shape (N,))
@@ -109,8 +110,6 @@ class DenoisingObjective(Objective):
         (0, 1000)
     """
 
-    takes_model = True
-
     def __init__(
         self,
         scheduler: Any = None,
@@ -136,7 +135,7 @@ class DenoisingObjective(Objective):
             raise ValueError(
                 f"The scheduler's prediction_type={self.prediction_type!r} is not supported; use one of {list(PREDICTION_TYPES)}."
             )
-        if moments is not None and (not isinstance(moments, Objective) or getattr(moments, "takes_model", False)):
+        if moments is not None and (not isinstance(moments, Objective) or isinstance(moments, ModelObjective)):
             raise TypeError(f"moments must be an objective on images (e.g. lt.MomentMatching(features)), got {moments!r}.")
         sizes = {"moment_steps": moment_steps, "sample_steps": sample_steps}
         if moment_batch is not None:

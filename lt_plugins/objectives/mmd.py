@@ -7,7 +7,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .base import Objective, frozen, rows_of_all_processes, world
+from ..distributed import rows_of_all_processes, world
+from .base import ImageObjective, frozen
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:
@@ -32,7 +33,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, scales: Sequence[float]) -> torch.Ten
     return off(kxx, n) + off(kyy, m) - 2 * kxy.mean()
 
 
-class MMD(Objective):
+class MMD(ImageObjective):
     """Squared MMD between feature batches of real and generated images, summed over feature maps.
 
     Each call compares the generated batch with a batch of real images drawn by a seeded

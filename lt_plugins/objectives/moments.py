@@ -20,9 +20,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._io import atomic_path, cache_dir
-from .base import Objective, frozen, sum_over_processes, sum_over_processes_, world
+from ..distributed import sum_over_processes, sum_over_processes_, world
+from .base import ImageObjective, frozen
 
 MOMENTS_FORMAT = 1
+NORMALISATIONS = ("layer", "none")
 
 
 def _flatten(feature: torch.Tensor, per_channel: bool) -> torch.Tensor:
@@ -97,7 +99,7 @@ def images_fingerprint(images: Any) -> str:
     return digest.hexdigest()
 
 
-class MomentMatching(Objective):
+class MomentMatching(ImageObjective):
     """Match per-feature means and variances of real and generated images.
 
     Args:
@@ -110,6 +112,14 @@ class MomentMatching(Objective):
             per feature element.
         cache: keep the real moments on disk, keyed by the extractor's weights and the data.
         batch_size: batch size for the one pass over the real data.
+        normalise: ``"layer"`` divides each feature map's mean term by that map's average
+            real variance and its variance term by the square of it, so every map weighs
+            the same whatever its scale; ``"none"`` matches raw moments, as GFMN and the
+            paper do. Raw, the widest-valued map outweighs the others by orders of magnitude
+            (in `mnist_feature_net`, the last conv block's variance term ~10^4 times the
+            first's), so the low-level statistics that tell a stroke from noise go
+            unmatched: on the demo's DCGAN, "layer" cut FD from 118 to 79 and raised
+            recall from 0.51 to 0.87 (3 seeds, benchmarks/quality.py).
 
     Example:
         >>> import torch
@@ -130,9 +140,13 @@ class MomentMatching(Objective):
         per_channel: bool = False,
         cache: bool = True,
         batch_size: int = 256,
+        normalise: str = "layer",
     ) -> None:
         if not 0 <= ema_decay < 1:
             raise ValueError(f"MomentMatching(ema_decay={ema_decay!r}) must be in [0, 1); 0 disables the average.")
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"MomentMatching(normalise={normalise!r}): choose one of {list(NORMALISATIONS)}.")
+        self.normalise = normalise
         self.features = frozen(features) if isinstance(features, nn.Module) else features
         self.ema_decay = ema_decay
         self.per_channel = per_channel
@@ -172,7 +186,14 @@ class MomentMatching(Objective):
                 with atomic_path(path) as tmp:
                     save_file(tensors, str(tmp))
         self.real = [(m.float().to(device), v.float().to(device)) for m, v in moments]
+        self.scales = [self._scale(var) for _, var in self.real]
         self.ema = None
+
+    def _scale(self, real_var: torch.Tensor) -> torch.Tensor:
+        """What a map's mean term is divided by (its variance term by the square)."""
+        if self.normalise == "none":
+            return torch.ones((), device=real_var.device)
+        return real_var.mean().clamp_min(1e-12)  # a map of constant features must not divide by 0
 
     def __call__(self, fake: torch.Tensor) -> torch.Tensor:
         if self.real is None:
@@ -185,8 +206,8 @@ class MomentMatching(Objective):
             current = [(d * em + (1 - d) * m, d * ev + (1 - d) * v) for (m, v), (em, ev) in zip(current, self.ema)]
         self.ema = [(m.detach(), v.detach()) for m, v in current]
         loss = fake.new_zeros((), dtype=torch.float32)
-        for (mean, var), (real_mean, real_var) in zip(current, self.real):
-            loss = loss + (mean - real_mean).square().mean() + (var - real_var).square().mean()
+        for (mean, var), (real_mean, real_var), scale in zip(current, self.real, self.scales):
+            loss = loss + ((mean - real_mean).square() / scale).mean() + ((var - real_var).square() / scale**2).mean()
         return loss
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -205,4 +226,5 @@ class MomentMatching(Objective):
             "features": type(self.features).__name__,
             "ema_decay": self.ema_decay,
             "per_channel": self.per_channel,
+            "normalise": self.normalise,
         }

@@ -31,7 +31,7 @@ from .format import (
     encode_mask, expected_kept, pack_mask, unpack_mask,
 )
 from .hub import looks_local
-from .rebuild import SCORE_FLOOR
+from ..masking import SCORE_FLOOR  # kept here too: lt_plugins.ticket.SCORE_FLOOR was its first home
 
 __all__ = [
     "CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "MASKS_NAME", "SAMPLES_NAME", "SCORE_FLOOR", "TICKET_FILES", "Ticket",

@@ -19,7 +19,7 @@ from ..config import TicketConfig
 from ..generate import LatentCall
 from ..init import fingerprint
 from ..masking import masks as current_masks
-from ..masking import weight_scales, wrap_config, wrapped_root
+from ..masking import masked_parameters, weight_scales, wrap_config, wrapped_root
 from . import card, hub
 from .format import (
     BIT_ORDER, CARD_NAME, CONFIG_NAME, FORMAT, FORMAT_VERSION, KEPT_NAME, MASKS_NAME, OLD_SAMPLES_NAME,
@@ -28,7 +28,7 @@ from .format import (
     _parse_call, _parse_targets, _read_binary, _read_config, decode_mask, dtype_name, encode_mask, expected_kept,
     file_entry,
 )
-from .rebuild import _masked_entries, _original, _remainder, apply_ticket
+from .rebuild import _remainder, apply_ticket
 
 
 class Ticket:
@@ -214,11 +214,10 @@ class Ticket:
                 base = ticket_base(base, adapter.base_repo(model))
             except ValueError as err:
                 raise TicketError(str(err)) from err
-        entries = _masked_entries(model)
         masks = {name: m.to("cpu") for name, m in current_masks(model).items()}
         fingerprints, kept, dtypes = {}, {}, {}
-        for name, (module, param_name, _, _) in entries.items():
-            weight = _original(module, param_name).detach()
+        for name, entry in masked_parameters(model).items():
+            weight = entry.original.detach()
             fingerprints[name] = fingerprint(weight)
             dtypes[name] = dtype_name(weight.dtype)
             if portable:

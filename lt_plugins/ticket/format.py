@@ -35,6 +35,7 @@ from safetensors.torch import load as load_safetensors
 
 from ..base_model import BaseModel
 from ..config import TicketConfig
+from ..errors import LTPluginsError
 from ..generate import LatentCall
 from ..masking import kept_count
 
@@ -63,7 +64,7 @@ MAX_MODEL_VALUES = int(os.environ.get("LT_PLUGINS_MAX_MODEL_VALUES", 2**31))
 MAX_SPEC_ITEMS = 4096  # numbers, strings and containers in a model spec's config
 
 
-class TicketError(ValueError):
+class TicketError(LTPluginsError, ValueError):
     """A ticket that cannot be read or does not fit the model: says what differs and what to do.
 
     Example:

