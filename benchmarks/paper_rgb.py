@@ -17,7 +17,7 @@ generator of `lt_plugins.models`) and seed, all with the same moment-matching lo
 ImageNet EfficientNet-Lite0 features (at 32×32, to fit a CPU), the same steps, batch and
 seed-drawn start:
 
-- ``dense``: every weight trained (``TicketSearch(dense=True)``);
+- ``dense``: every weight trained (``lt.DenseSearch``);
 - ``ticket``: edge-popup scores trained over the frozen weights at each ``--densities``, in
   each ``--scopes`` (layer or global ranking);
 - ``magnitude``: the trained dense network pruned to the same density by weight magnitude
@@ -242,8 +242,9 @@ class Bench:
         return {**out, "precision": scores["precision"], "recall": scores["recall"]}
 
     def train(self, gen: nn.Module, dense: bool, seed: int, latent_dim: int, name: str) -> dict:
-        search = lt.TicketSearch(gen, lt.MomentMatching(self.loss_net), latent_dim=latent_dim,
-                                 batch_size=self.args.batch_size, dense=dense, seed=seed, progress=False)
+        loop = lt.DenseSearch if dense else lt.TicketSearch
+        search = loop(gen, lt.MomentMatching(self.loss_net), latent_dim=latent_dim,
+                      batch_size=self.args.batch_size, seed=seed, progress=False)
         began = time.perf_counter()
         search.run(self.real, steps=self.args.steps)
         seconds = time.perf_counter() - began
