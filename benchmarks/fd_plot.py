@@ -8,7 +8,8 @@ from typing import Any, Iterator
 
 
 @contextlib.contextmanager
-def fd_plot(path: Path, xlabel: str, size: tuple[float, float] = (6, 3.8), legend_size: int = 8) -> Iterator[Any]:
+def fd_plot(path: Path, xlabel: str, size: tuple[float, float] = (6, 3.8), legend_size: int = 8,
+            ylabel: str = "FD (MNIST classifier features)") -> Iterator[Any]:
     """Yield matplotlib axes to draw on; on exit label them, log-scale FD and save to ``path``."""
     import matplotlib
 
@@ -19,7 +20,7 @@ def fd_plot(path: Path, xlabel: str, size: tuple[float, float] = (6, 3.8), legen
     yield ax
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("FD (MNIST classifier features)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path)
