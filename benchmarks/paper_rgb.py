@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.util
+import inspect
 import json
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ from lt_plugins._io import atomic_path
 from lt_plugins.features import TimmFeatures, efficientnet_lite0, random_resnet18
 from lt_plugins.metrics import embed, frechet_distance, generated, latent_call, prdc
 from lt_plugins.models import DCGANGenerator, StyleGANGenerator
+from lt_plugins.objectives.moments import NORMALISATIONS
 from lt_plugins.search import save_image_grid
 
 # package -> (folder inside it, {file: licence as the package states it}).
@@ -145,7 +147,7 @@ def metric_net() -> TimmFeatures:
 def setting(data: str, args: argparse.Namespace) -> str:
     """What a run's result depends on besides its cell: the data set's cut and the training and eval sizes."""
     cut = f"{args.short_side}s{args.stride}" if data == "photos" else str(args.fashion_limit)
-    return f"{data}{cut}-steps{args.steps}-b{args.batch_size}-n{args.eval_samples}"
+    return f"{data}{cut}-steps{args.steps}-b{args.batch_size}-n{args.eval_samples}-{args.normalise}"
 
 
 def run_key(setting: str, generator: str, method: str, scope: str, density: float, seed: int) -> str:
@@ -243,7 +245,7 @@ class Bench:
 
     def train(self, gen: nn.Module, dense: bool, seed: int, latent_dim: int, name: str) -> dict:
         loop = lt.DenseSearch if dense else lt.TicketSearch
-        search = loop(gen, lt.MomentMatching(self.loss_net), latent_dim=latent_dim,
+        search = loop(gen, lt.MomentMatching(self.loss_net, normalise=self.args.normalise), latent_dim=latent_dim,
                       batch_size=self.args.batch_size, seed=seed, progress=False)
         began = time.perf_counter()
         search.run(self.real, steps=self.args.steps)
@@ -398,8 +400,8 @@ def sheet(real: torch.Tensor, records: list[dict], density: float, path: Path) -
 
 def report(data: str, real: torch.Tensor, sources: dict, args: argparse.Namespace, records: list[dict]) -> str:
     rows = summarise(records)
-    header = (f"{data}: {len(real)} images {tuple(real.shape[1:])}; loss: moment matching on EfficientNet-Lite0 "
-              f"(ImageNet) features; {args.steps} steps, batch {args.batch_size}; FD, precision, recall in a random "
+    header = (f"{data}: {len(real)} images {tuple(real.shape[1:])}; loss: moment matching (normalise={args.normalise}) on "
+              f"EfficientNet-Lite0 (ImageNet) features; {args.steps} steps, batch {args.batch_size}; FD, precision, recall in a random "
               f"ResNet-18 on {args.eval_samples} samples vs every real image (PRDC: as many reals), mean "
               f"(min-max) over the row's seeds; magnitude = dense run + {args.steps} fine-tune steps")
     text = table(rows, header)
@@ -440,6 +442,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--headline-seeds", type=int, nargs="*", default=[],
                    help="more seeds for dense and the --headline-density cells only")
     p.add_argument("--headline-density", type=float, default=0.1, help="also the density the sample sheet shows")
+    p.add_argument("--normalise", choices=NORMALISATIONS, default=inspect.signature(lt.MomentMatching).parameters["normalise"].default,
+                   help="moment matching's per-map normalisation ('none': raw moments, as the paper)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--eval-samples", type=int, default=2000)
