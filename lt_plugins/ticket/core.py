@@ -468,7 +468,6 @@ def _load_settled(cls: type[Ticket], folder: Path, attempts: int = 20) -> Ticket
     )
 
 
-
 def _write_ticket_folder(target: str | os.PathLike, files: dict[str, bytes]) -> Path:
     """`lt_plugins._io.write_folder`, refusing a target that is a file or holds anything but a ticket."""
     target = Path(target)
