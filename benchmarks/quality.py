@@ -19,6 +19,7 @@ interrupted run resumes. Writes ``OUT/quality.{txt,json}`` and ``OUT/quality_sam
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import sys
@@ -26,6 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+import lt_plugins as lt
+from lt_plugins._io import atomic_path
+from lt_plugins.features import HOLDOUT_EVERY, mnist_feature_net
+from lt_plugins.metrics import embed, frechet_distance
+from lt_plugins.objectives.moments import NORMALISATIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sheet import sample_sheet  # noqa: E402
@@ -53,15 +60,10 @@ def _label(density: float | None) -> str:
 @torch.no_grad()
 def real_row(eval_samples: int) -> dict[str, float]:
     """The held-out real digits (never seen by either network), measured as a generator's samples are."""
-    import lt_plugins as lt
-    from lt_plugins.features import HOLDOUT_EVERY, mnist_feature_net
-    from lt_plugins.metrics import frechet_distance
-
     real = lt.load_images("mnist")
     held_out = real[::HOLDOUT_EVERY][:eval_samples]
     net = mnist_feature_net(seed=1)
-    features = lambda x: net(x)[-1].flatten(1)  # noqa: E731  (evaluate's features)
-    return {"fd": frechet_distance(features(real), features(held_out)), **lt.recognisability(held_out)}
+    return {"fd": frechet_distance(embed(net, real), embed(net, held_out)), **lt.recognisability(held_out)}
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,7 +104,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-samples", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--normalise", default="layer", choices=("layer", "none"))
+    parser.add_argument("--normalise", choices=NORMALISATIONS,
+                        default=inspect.signature(lt.MomentMatching).parameters["normalise"].default)
     parser.add_argument("--model-kwargs", type=json.loads, default=None, help="JSON of generator arguments")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -117,8 +120,10 @@ def main() -> None:
     real = real_row(args.eval_samples)
     text = table(cells, real, args.steps, args.batch, args.eval_samples, args.normalise)
     print(text)
-    (args.out / "quality.txt").write_text(text + "\n")
-    (args.out / "quality.json").write_text(json.dumps({"real": real, "cells": cells, "runs": rows}, indent=1))
+    with atomic_path(args.out / "quality.txt") as tmp:
+        tmp.write_text(text + "\n")
+    with atomic_path(args.out / "quality.json") as tmp:
+        tmp.write_text(json.dumps({"real": real, "cells": cells, "runs": rows}, indent=1))
     sheet = [(family, [(_label(t["density"]), t["samples"]) for t in tasks if t["family"] == family and "samples" in t])
              for family in args.families]
     sample_sheet(sheet, args.out / "quality_samples.png")
