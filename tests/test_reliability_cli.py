@@ -30,8 +30,11 @@ def dcgan_ticket(tmp_path):
 
 
 def test_runtime_errors_are_one_line_with_exit_status_1(tmp_path, capsys, dcgan_ticket):
+    a_file = tmp_path / "ticket.json"
+    a_file.write_text("{}")
     cases = [
         (["eval", str(tmp_path / "missing")], "There is no ticket folder"),
+        (["eval", str(a_file)], "is a file; pass the ticket's folder"),
         (["pull", "a/b/c/d"], "neither a folder here nor a valid Hub repo id"),
         (["sample", str(dcgan_ticket), "--n", "0", "--device", "cpu"], "--n 0: ask for at least one sample"),
         (["eval", str(dcgan_ticket), "--n", "0", "--device", "cpu"], "n=0"),

@@ -102,7 +102,7 @@ def resolve_source(
                 f"path ({why}), so the Hub was not asked: check the path, or save the ticket there first. A Hub repo "
                 "id is a string such as 'owner/name' that names no folder here."
             )
-        if folder.exists() and not folder.is_dir():  # not exists: a save is between its two renames
+        if folder.is_file():  # one stat: a save between its two renames leaves no path at all, never a file
             raise TicketError(f"{folder} is a file; pass the ticket's folder or a Hub repo id.")
         if revision is not None:
             warnings.warn(f"revision={revision!r} is ignored: {folder} is a local folder.", stacklevel=3)
