@@ -1,7 +1,8 @@
 """Absolute quality on MNIST: FD, recognisable share and rarest class against density, per family.
 
-Every cell is a search with the package's defaults (moment matching of mnist_feature_net(seed=0)
-features, per-map normalised, the family's learning rate, batch 64, layer scope): a ticket at
+Every cell is a search with the package's defaults (moment matching of the features and class
+probabilities of mnist_feature_net seeds 0 and 2, per-map normalised, the family's learning rate,
+batch 64, layer scope): a ticket at
 each density, and dense training (density 1) of the same seeded network with the same loss and
 steps. Measured on ``--eval-samples`` samples with the shipped classifier mnist_feature_net(seed=1),
 never the loss's network: FD against the 10,000 shipped digits, the share classified with
@@ -13,7 +14,7 @@ interrupted run resumes. Writes ``OUT/quality.{txt,json}`` and ``OUT/quality_sam
 
     python benchmarks/quality.py [--families dcgan stylegan] [--densities 1 0.5 0.3 0.1]
                                  [--seeds 0 1 2] [--steps 600] [--batch 64] [--workers 2]
-                                 [--model-kwargs JSON] [--out benchmarks/results]
+                                 [--features NAME] [--warmup 0.05] [--model-kwargs JSON] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from lt_plugins._io import atomic_path
 from lt_plugins.features import HOLDOUT_EVERY, mnist_feature_net
 from lt_plugins.metrics import embed, frechet_distance
 from lt_plugins.objectives.moments import NORMALISATIONS
+from lt_plugins.recipes import SearchJob
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sheet import sample_sheet  # noqa: E402
@@ -83,8 +85,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def table(cells: list[dict[str, Any]], real: dict[str, float], steps: int, batch: int, eval_samples: int,
-          normalise: str) -> str:
-    lines = [f"MNIST 32x32, {steps} steps, batch {batch}, moment matching (normalise={normalise}); {eval_samples} samples "
+          normalise: str, features: str, warmup: float) -> str:
+    lines = [f"MNIST 32x32, {steps} steps ({warmup:.0%} warmup), batch {batch}, moment matching of {features} "
+             f"(normalise={normalise}); "
+             f"{eval_samples} samples "
              "in mnist_feature_net(seed=1): FD vs the 10,000 shipped digits, recognisable = softmax > 0.9, "
              "rarest = smallest class share among those; mean ± sd over seeds",
              f"{'family':<10}{'density':>8}{'FD':>17}{'recognisable':>17}{'rarest class':>17}{'s/run':>8}{'seeds':>8}",
@@ -106,19 +110,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--normalise", choices=NORMALISATIONS,
                         default=inspect.signature(lt.MomentMatching).parameters["normalise"].default)
+    parser.add_argument("--warmup", type=float, default=SearchJob.warmup, help="share of steps of lr warmup")
+    parser.add_argument("--features", default=SearchJob.features, help="the loss's feature networks (feature_net)")
     parser.add_argument("--model-kwargs", type=json.loads, default=None, help="JSON of generator arguments")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = {"steps": args.steps, "batch": args.batch, "eval_samples": args.eval_samples, "normalise": args.normalise}
+    settings = {"steps": args.steps, "batch": args.batch, "eval_samples": args.eval_samples, "normalise": args.normalise,
+                "features": args.features, "warmup": args.warmup}
     if args.model_kwargs:
         settings["model_kwargs"] = args.model_kwargs
     tasks = grid(args.families, args.densities, args.seeds, args.out / "quality_samples", **settings)
     rows = run_grid(tasks, args.out / "quality.jsonl", args.workers)
     cells = summarise(rows)
     real = real_row(args.eval_samples)
-    text = table(cells, real, args.steps, args.batch, args.eval_samples, args.normalise)
+    text = table(cells, real, args.steps, args.batch, args.eval_samples, args.normalise, args.features, args.warmup)
     print(text)
     with atomic_path(args.out / "quality.txt") as tmp:
         tmp.write_text(text + "\n")

@@ -203,6 +203,7 @@ def run_record(search: Any, model: nn.Module, steps: int) -> dict[str, Any]:
         "steps": steps,
         "lr": search.lr,
         "betas": list(search.betas),
+        "warmup": search.warmup,
         "batch_size": search.batch_size,
         "processes": world()[1],
         "seed": search.seed,

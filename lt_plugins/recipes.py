@@ -72,8 +72,10 @@ class SearchJob:
     generate: str | None = _option(
         None, "generate(model, z) -> images in [-1, 1], when the model is not called as model(z) (e.g. a function "
               "returning G(z, None) for StyleGAN2-ADA)", metavar="PKG.MODULE:FUNCTION")
-    features: str = _option("mnist", "feature network of the loss: mnist, efficientnet_lite0, vgg19_bn, timm:NAME "
-                                     "or pkg.module:function (lt_plugins.features.feature_net)", metavar="NAME")
+    features: str = _option(
+        "mnist_classes+mnist_classes:2", "feature network of the loss: mnist, mnist_classes (+ its class "
+        "probabilities), efficientnet_lite0, vgg19_bn, timm:NAME or pkg.module:function; a+b matches both "
+        "(lt_plugins.features.feature_net)", metavar="NAME")
     metric_features: str = _option(
         "auto", "feature network of the reported FD/PRDC, another than --features; auto: mnist:1 for grey data "
                 "(also gives the recognisable share), for RGB a seeded random-init ResNet-18 (resnet18_random), "
@@ -99,6 +101,7 @@ class SearchJob:
     steps: int = _option(600, "optimisation steps")
     batch_size: int = _search_option("batch_size", "latents per step per process")
     lr: float | None = _search_option("lr", "Adam learning rate (default: the family's; DCGAN 0.1 scores, 3e-3 dense)")
+    warmup: float = _search_option("warmup", "share of the steps over which the lr ramps up before its cosine decay")
     dense: bool = _option(False, "train the weights instead (the dense baseline, lt.DenseSearch)")
     out: str = _option("out", "output folder: search/ (checkpoints, samples) and ticket/")
     checkpoint_every: int = _search_option("checkpoint_every", "steps between checkpoints and sample grids")
@@ -176,10 +179,13 @@ def metric_features_name(name: str, channels: int, loss_features: str | None = N
         ('mnist', 'vgg19_bn')
         >>> metric_features_name("auto", 1, "mnist+mnist:1")  # no network of a stacked loss either
         'mnist:3'
+        >>> metric_features_name("auto", 1, "mnist_classes:1")  # the mnist:1 network, with its class probabilities
+        'mnist'
     """
     if name != "auto":
         return name
-    in_loss = {part.removesuffix(":0") for part in (loss_features or "").split("+")}
+    # "mnist_classes:2" is the mnist:2 network with its class probabilities: the same network.
+    in_loss = {part.replace("mnist_classes", "mnist").removesuffix(":0") for part in (loss_features or "").split("+")}
     candidates = ("mnist:1", "mnist", "mnist:3") if channels == 1 else ("resnet18_random", "resnet18_random:1")
     chosen = next((c for c in candidates if c not in in_loss), None)
     if chosen is None:
@@ -265,7 +271,7 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     out = Path(job.out)
     search = (lt.DenseSearch if job.dense else lt.TicketSearch)(
         generator, objective, latent_shape=job.latent_shape and tuple(job.latent_shape), generate=job.generate,
-        batch_size=job.batch_size, lr=job.lr, output_dir=out / "search", checkpoint_every=job.checkpoint_every,
+        batch_size=job.batch_size, lr=job.lr, warmup=job.warmup, output_dir=out / "search", checkpoint_every=job.checkpoint_every,
         seed=job.seed, device=str(device), progress=job.progress, callbacks=[measure_at],
     )
     before = measure() if job.measure_random_init and process.is_main_process else None

@@ -81,7 +81,7 @@ def test_the_default_call_loads_the_shipped_weights_of_the_current_recipe(tmp_pa
 
     monkeypatch.setattr(features.mnist, "_train", no_training)
     monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
-    for seed in (0, 1):
+    for seed in (0, 1, 2):  # the loss's default networks (0 and 2) and the metrics' (1)
         net = mnist_feature_net(seed=seed)
         assert feature_key(net) != feature_key(MNISTFeatureNet())
     assert not (tmp_path / "feature_nets").exists()  # nothing written to the user's cache
@@ -218,3 +218,26 @@ def test_a_stack_of_networks_returns_every_map_and_has_its_own_moments_key():
     assert metric_features_name("auto", 1, "mnist+mnist:1") not in ("mnist", "mnist:1")
     with pytest.raises(ValueError, match="--metric-features"):
         metric_features_name("auto", 3, "resnet18_random+resnet18_random:1")
+
+
+def test_class_probabilities_come_after_the_maps_and_are_the_classifiers_own():
+    from lt_plugins.features import WithClassProbabilities, feature_net
+
+    x = load_mnist(limit=8)
+    net = feature_net("mnist_classes:2")
+    plain = mnist_feature_net(seed=2)
+    *maps, probabilities = net(x)
+    for got, want in zip(maps, plain(x)):
+        assert torch.equal(got, want)
+    assert torch.allclose(probabilities, plain.classify(x).softmax(1))
+    assert probabilities.argmax(1).tolist() == load_mnist(limit=8, with_labels=True)[1].tolist()
+    assert feature_key(net) not in (feature_key(plain), feature_key(feature_net("mnist_classes")))
+    with pytest.raises(TypeError, match="logits"):
+        WithClassProbabilities(torch.nn.Conv2d(1, 2, 3))
+
+
+def test_the_default_loss_networks_are_never_the_metrics():
+    from lt_plugins.recipes import SearchJob, metric_features_name
+
+    assert metric_features_name("auto", 1, SearchJob.features) == "mnist:1"
+    assert metric_features_name("auto", 1, "mnist_classes:1+mnist_classes") == "mnist:3"

@@ -89,6 +89,7 @@ class OtherFeatures(PixelFeatures):
         (dict(search=dict(betas=(0.9, 0.999))), "betas"),
         (dict(search=dict(batch_size=8)), "batch_size"),
         (dict(search=dict(seed=3)), "seed: checkpoint 0, this run 3"),
+        (dict(search=dict(warmup=0.2)), "warmup: checkpoint 0.05, this run 0.2"),
         (dict(objective=dict(ema_decay=0.9)), "objective.ema_decay"),
         (dict(features=OtherFeatures), "objective.features_key"),
         (dict(real=lambda: _real() * 0.5), "data.sha256"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -214,6 +216,8 @@ def test_an_objective_with_the_old_takes_model_flag_is_told_to_subclass_model_ob
         ({"batch_size": -1}, "batch_size"),
         ({"checkpoint_every": 0}, "checkpoint_every"),
         ({"dense": True}, "dense=True"),
+        ({"warmup": 1.0}, "warmup=1.0"),
+        ({"warmup": -0.1}, "warmup=-0.1"),
     ],
 )
 def test_bad_search_settings_are_clear_errors(kwargs, message):
@@ -247,3 +251,14 @@ def test_latents_of_two_processes_tile_the_single_process_batch():
     halves = torch.cat([search.latents(7, 16, rank, 2) for rank in (0, 1)])
     assert torch.equal(full, halves)
     assert not torch.equal(search.latents(7, 32), search.latents(8, 32))
+
+
+def test_the_lr_ramps_up_over_the_warmup_then_decays():
+    seen = []  # a callback sees the lr of the step to come
+    search = lt.TicketSearch(_generator(), MomentMatching(PixelFeatures(), cache=False), LATENT, batch_size=4,
+                             lr=0.1, warmup=0.5, progress=False, device="cpu",
+                             callbacks=[lambda info: seen.append(info.lr)])
+    search.run(_real(), steps=8)
+    # 4 of the 8 steps ramp up (lr/4, 2lr/4, ...), times a cosine that reaches 0 after the last step
+    assert seen[0] < seen[1] < seen[2] > seen[3] > seen[4] > seen[5] > seen[6] > seen[7] == pytest.approx(0.0)
+    assert seen[0] == pytest.approx(0.1 * 2 / 4 * 0.5 * (1 + math.cos(math.pi / 8)))

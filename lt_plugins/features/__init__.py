@@ -19,6 +19,7 @@ from torch import nn
 from ..data import MNIST_DIR, MNIST_FILES, load_mnist
 from .keys import feature_key
 from .mnist import _RECIPE, HOLDOUT_EVERY, SHIPPED_DIR, MNISTFeatureNet, mnist_feature_net
+from .classes import WithClassProbabilities
 from .stack import FeatureStack
 from .rgb import (
     IMAGENET_MEAN, IMAGENET_STD, VGG19_BN_FILE, TimmFeatures, VGG19BNFeatures, efficientnet_lite0, random_resnet18,
@@ -27,12 +28,12 @@ from .rgb import (
 
 __all__ = [
     "FEATURE_NETS", "HOLDOUT_EVERY", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_DIR", "MNIST_FILES", "SHIPPED_DIR",
-    "VGG19_BN_FILE", "FeatureStack", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures", "efficientnet_lite0", "feature_key",
-    "feature_net", "load_mnist", "mnist_feature_net", "random_resnet18", "vgg19_bn",
+    "VGG19_BN_FILE", "FeatureStack", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures", "WithClassProbabilities",
+    "efficientnet_lite0", "feature_key", "feature_net", "load_mnist", "mnist_feature_net", "random_resnet18", "vgg19_bn",
 ]
 
 FEATURE_NETS = (
-    "mnist", "mnist:<seed>", "efficientnet_lite0", "vgg19_bn", "resnet18_random", "resnet18_random:<seed>",
+    "mnist", "mnist:<seed>", "mnist_classes", "mnist_classes:<seed>", "efficientnet_lite0", "vgg19_bn", "resnet18_random", "resnet18_random:<seed>",
     "timm:<model_name>", "pkg.module:function", "<name>+<name>",
 )
 """The names `feature_net` resolves."""
@@ -43,6 +44,9 @@ def feature_net(name: str, device: str | torch.device | None = None) -> nn.Modul
 
     - ``"mnist"``: `mnist_feature_net` (seed 0, the default loss network); ``"mnist:1"``
       is the seed-1 network, the metrics' default;
+    - ``"mnist_classes"`` (``"mnist_classes:2"``, ...): that network's maps and its class
+      probabilities (`WithClassProbabilities`); ``"mnist_classes+mnist_classes:2"`` is the
+      loss's default;
     - ``"efficientnet_lite0"``: `efficientnet_lite0` (ImageNet, offline with ``[rgb]``);
     - ``"vgg19_bn"``: `vgg19_bn` (ImageNet, from the torch hub cache);
     - ``"resnet18_random"``: `random_resnet18` (seed 0; ``"resnet18_random:3"`` for seed 3), the
@@ -60,13 +64,20 @@ def feature_net(name: str, device: str | torch.device | None = None) -> nn.Modul
         'Identity'
         >>> len(feature_net("mnist+mnist:1")(load_mnist(limit=3)))  # 4 maps of each network
         8
+        >>> feature_net("mnist_classes")(load_mnist(limit=3))[-1].argmax(1).tolist()  # + class probabilities
+        [7, 2, 1]
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"feature_net needs a name, one of {', '.join(FEATURE_NETS)}; got {name!r}.")
     if "+" in name:
         return FeatureStack([feature_net(part, device) for part in name.split("+")]).eval()
     # Looked up here at call time: tests put an untrained network in place of mnist_feature_net.
-    for family, make in (("mnist", mnist_feature_net), ("resnet18_random", random_resnet18)):
+    families = (
+        ("mnist_classes", lambda device, seed: WithClassProbabilities(mnist_feature_net(device=device, seed=seed))),
+        ("mnist", mnist_feature_net),
+        ("resnet18_random", random_resnet18),
+    )
+    for family, make in families:
         if name == family or name.startswith(family + ":"):
             seed = name.partition(":")[2] or "0"
             if not seed.isdigit():
