@@ -29,6 +29,7 @@ from .distributed import end_processes  # noqa: F401  (its documented place befo
 from .errors import LTPluginsError
 from .generate import Generate, LatentCall, as_latent_shape, latent_sample
 from .init import keyed_generator
+from .schedule import warmup_cosine
 from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
 from .objectives.base import ModelObjective, Objective
 
@@ -51,25 +52,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 class NonFiniteLossError(LTPluginsError, FloatingPointError):
     """The loss became NaN or infinite; the step was not applied."""
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """The search's lr schedule: linear from ``lr / w`` to ``lr`` over the first ``w = round(warmup * steps)``
-    steps, times a cosine from ``lr`` to 0 over all ``steps``.
-
-    Example:
-        >>> opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
-        >>> schedule = warmup_cosine(opt, steps=100, warmup=0.05)
-        >>> lrs = []
-        >>> for _ in range(100):
-        ...     lrs.append(schedule.get_last_lr()[0]); opt.step(); schedule.step()
-        >>> round(lrs[0], 3), round(lrs[4], 3), round(lrs[50], 3), round(lrs[99], 4)
-        (0.2, 0.996, 0.5, 0.0002)
-    """
-    ramp = max(1, round(warmup * steps))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / ramp) * 0.5 * (1 + math.cos(math.pi * step / steps))
-    )
 
 
 @dataclass
@@ -403,7 +385,7 @@ class TicketSearch(SearchLoop):
             normalisation layers such as DCGAN, 3e-4 for StyleGAN, see benchmarks/).
         betas: Adam betas; β1 = 0.5 as in the reference configuration.
         warmup: share of the steps over which the lr ramps up linearly before its cosine decay
-            (`warmup_cosine`). At the full score lr from the first step, a DCGAN ticket could fall
+            (`lt_plugins.schedule.warmup_cosine`). At the full score lr from the first step, a DCGAN ticket could fall
             into a constant image whose saturated tanh passes no gradient, and stay there (one
             seed in nine of benchmarks/quality.py's grid, FD 5,266); 5% warmup drew digits there.
         dense: deprecated; ``TicketSearch(..., dense=True)`` warns and gives ``lt.DenseSearch(...)``, the
