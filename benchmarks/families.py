@@ -30,7 +30,7 @@ import lt_plugins as lt
 from lt_plugins.data import load_mnist
 from lt_plugins.diffusion import DDIMGenerator
 from lt_plugins.features import mnist_feature_net
-from lt_plugins.metrics import evaluate, frechet_distance
+from lt_plugins.metrics import embed, evaluate, frechet_distance
 from lt_plugins.objectives import DenoisingObjective
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -107,8 +107,7 @@ def run_family(family: Family, steps: int, n: int, seed: int, real: torch.Tensor
 @torch.no_grad()
 def real_floor(real: torch.Tensor, metric_net: nn.Module, n: int) -> float:
     """FD of n real digits vs n other real digits: what a perfect generator would score."""
-    features = lambda x: metric_net(x)[-1].flatten(1)  # noqa: E731  (evaluate's features)
-    return frechet_distance(features(real[:n]), features(real[n : 2 * n]))
+    return frechet_distance(embed(metric_net, real[:n]), embed(metric_net, real[n : 2 * n]))
 
 
 def table(results: list[dict], steps: int, n: int, floor: float) -> str:
