@@ -87,10 +87,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(cells: list[dict[str, Any]], real: dict[str, float], steps: int, batch: int, eval_samples: int,
           normalise: str, features: str, warmup: float) -> str:
     lines = [f"MNIST 32x32, {steps} steps ({warmup:.0%} warmup), batch {batch}, moment matching of {features} "
-             f"(normalise={normalise}); "
-             f"{eval_samples} samples "
-             "in mnist_feature_net(seed=1): FD vs the 10,000 shipped digits, recognisable = softmax > 0.9, "
-             "rarest = smallest class share among those; mean ± sd over seeds",
+             f"(normalise={normalise}); {eval_samples} samples in mnist_feature_net(seed=1): FD vs the 10,000 "
+             "shipped digits, recognisable = softmax > 0.9, rarest = smallest class share among those; mean ± sd over seeds",
              f"{'family':<10}{'density':>8}{'FD':>17}{'recognisable':>17}{'rarest class':>17}{'s/run':>8}{'seeds':>8}",
              f"{'real':<10}{'-':>8}{real['fd']:>17.2f}{real['recognisable']:>17.1%}{real['rarest_class']:>17.1%}"]
     for c in cells:

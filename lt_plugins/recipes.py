@@ -271,8 +271,8 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
     out = Path(job.out)
     search = (lt.DenseSearch if job.dense else lt.TicketSearch)(
         generator, objective, latent_shape=job.latent_shape and tuple(job.latent_shape), generate=job.generate,
-        batch_size=job.batch_size, lr=job.lr, warmup=job.warmup, output_dir=out / "search", checkpoint_every=job.checkpoint_every,
-        seed=job.seed, device=str(device), progress=job.progress, callbacks=[measure_at],
+        batch_size=job.batch_size, lr=job.lr, warmup=job.warmup, output_dir=out / "search",
+        checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device), progress=job.progress, callbacks=[measure_at],
     )
     before = measure() if job.measure_random_init and process.is_main_process else None
     began = time.perf_counter()

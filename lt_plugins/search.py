@@ -29,9 +29,9 @@ from .distributed import end_processes  # noqa: F401  (its documented place befo
 from .errors import LTPluginsError
 from .generate import Generate, LatentCall, as_latent_shape, latent_sample
 from .init import keyed_generator
-from .schedule import warmup_cosine
 from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
 from .objectives.base import ModelObjective, Objective
+from .schedule import warmup_cosine
 
 if TYPE_CHECKING:
     from .ticket import Ticket
@@ -385,9 +385,10 @@ class TicketSearch(SearchLoop):
             normalisation layers such as DCGAN, 3e-4 for StyleGAN, see benchmarks/).
         betas: Adam betas; β1 = 0.5 as in the reference configuration.
         warmup: share of the steps over which the lr ramps up linearly before its cosine decay
-            (`lt_plugins.schedule.warmup_cosine`). At the full score lr from the first step, a DCGAN ticket could fall
-            into a constant image whose saturated tanh passes no gradient, and stay there (one
-            seed in nine of benchmarks/quality.py's grid, FD 5,266); 5% warmup drew digits there.
+            (`lt_plugins.schedule.warmup_cosine`). At the full score lr from the first step, a
+            DCGAN ticket could fall into a constant image whose saturated tanh passes no gradient,
+            and stay there (one seed in nine of benchmarks/quality.py's grid, FD 5,266); 5% warmup
+            drew digits there.
         dense: deprecated; ``TicketSearch(..., dense=True)`` warns and gives ``lt.DenseSearch(...)``, the
             dense baseline, whose ``run()`` returns the trained module.
         output_dir: where checkpoints and sample grids go (None: nothing is written).

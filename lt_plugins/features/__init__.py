@@ -18,8 +18,8 @@ from torch import nn
 
 from ..data import MNIST_DIR, MNIST_FILES, load_mnist
 from .keys import feature_key
-from .mnist import _RECIPE, HOLDOUT_EVERY, SHIPPED_DIR, MNISTFeatureNet, mnist_feature_net
 from .classes import WithClassProbabilities
+from .mnist import _RECIPE, HOLDOUT_EVERY, SHIPPED_DIR, MNISTFeatureNet, mnist_feature_net
 from .stack import FeatureStack
 from .rgb import (
     IMAGENET_MEAN, IMAGENET_STD, VGG19_BN_FILE, TimmFeatures, VGG19BNFeatures, efficientnet_lite0, random_resnet18,
@@ -33,8 +33,8 @@ __all__ = [
 ]
 
 FEATURE_NETS = (
-    "mnist", "mnist:<seed>", "mnist_classes", "mnist_classes:<seed>", "efficientnet_lite0", "vgg19_bn", "resnet18_random", "resnet18_random:<seed>",
-    "timm:<model_name>", "pkg.module:function", "<name>+<name>",
+    "mnist", "mnist:<seed>", "mnist_classes", "mnist_classes:<seed>", "efficientnet_lite0", "vgg19_bn",
+    "resnet18_random", "resnet18_random:<seed>", "timm:<model_name>", "pkg.module:function", "<name>+<name>",
 )
 """The names `feature_net` resolves."""
 
