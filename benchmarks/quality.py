@@ -84,11 +84,9 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def table(cells: list[dict[str, Any]], real: dict[str, float], steps: int, batch: int, eval_samples: int,
-          normalise: str, features: str, warmup: float) -> str:
-    lines = [f"MNIST 32x32, {steps} steps ({warmup:.0%} warmup), batch {batch}, moment matching of {features} "
-             f"(normalise={normalise}); {eval_samples} samples in mnist_feature_net(seed=1): FD vs the 10,000 "
-             "shipped digits, recognisable = softmax > 0.9, rarest = smallest class share among those; mean ± sd over seeds",
+def table(cells: list[dict[str, Any]], real: dict[str, float], header: str) -> str:
+    """The cells of `summarise` under ``header`` (what was run and how it is measured), after the real row."""
+    lines = [header,
              f"{'family':<10}{'density':>8}{'FD':>17}{'recognisable':>17}{'rarest class':>17}{'s/run':>8}{'seeds':>8}",
              f"{'real':<10}{'-':>8}{real['fd']:>17.2f}{real['recognisable']:>17.1%}{real['rarest_class']:>17.1%}"]
     for c in cells:
@@ -123,7 +121,11 @@ def main() -> None:
     rows = run_grid(tasks, args.out / "quality.jsonl", args.workers)
     cells = summarise(rows)
     real = real_row(args.eval_samples)
-    text = table(cells, real, args.steps, args.batch, args.eval_samples, args.normalise, args.features, args.warmup)
+    header = (f"MNIST 32x32, {args.steps} steps ({args.warmup:.0%} warmup), batch {args.batch}, moment matching of "
+              f"{args.features} (normalise={args.normalise}); {args.eval_samples} samples in mnist_feature_net(seed=1): FD "
+              "vs the 10,000 shipped digits, recognisable = softmax > 0.9, rarest = smallest class share among those; "
+              "mean ± sd over seeds")
+    text = table(cells, real, header)
     print(text)
     with atomic_path(args.out / "quality.txt") as tmp:
         tmp.write_text(text + "\n")

@@ -27,7 +27,7 @@ import tempfile
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -56,9 +56,9 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
             "rarest_class": metrics.get("rarest_class"), "evals": report["fd_at_step"], "seconds": report["seconds"]}
 
 
-def _run_safely(task: dict[str, Any]) -> dict[str, Any]:
+def _run_safely(task: dict[str, Any], runner: Callable[[dict[str, Any]], dict[str, Any]] = run) -> dict[str, Any]:
     try:
-        return run(task)
+        return runner(task)
     except Exception:  # one bad point must not end the sweep; its error goes into the results
         return {**task, "error": traceback.format_exc()[-2000:]}
 
@@ -70,17 +70,20 @@ def finished(path: str | Path) -> list[dict[str, Any]]:
     return [row for row in rows if "error" not in row]
 
 
-def run_grid(grid: list[dict[str, Any]], out: str | Path, workers: int = 1) -> list[dict[str, Any]]:
+def run_grid(grid: list[dict[str, Any]], out: str | Path, workers: int = 1,
+             runner: Callable[[dict[str, Any]], dict[str, Any]] = run) -> list[dict[str, Any]]:
     """Run every task of ``grid`` not already finished in ``out`` (so an interrupted sweep resumes),
-    appending one JSON line per run as it ends; return every finished row of the grid."""
+    appending one JSON line per run as it ends; return every finished row of the grid. ``runner``
+    turns a task into its row (default `run`, a `SearchJob`); with ``workers > 1`` it must be a
+    module-level function, as processes receive it by name."""
     done = finished(out)
     todo = [task for task in grid if _row_of(task, done) is None]
     with contextlib.ExitStack() as stack, open(out, "a") as f:
         if workers > 1:
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
-            results = (future.result() for future in as_completed([pool.submit(_run_safely, t) for t in todo]))
+            results = (future.result() for future in as_completed([pool.submit(_run_safely, t, runner) for t in todo]))
         else:  # in this process: no interpreter start per run
-            results = (_run_safely(task) for task in todo)
+            results = (_run_safely(task, runner) for task in todo)
         for result in results:
             f.write(json.dumps(result) + "\n")
             f.flush()

@@ -57,3 +57,21 @@ def test_quality_table_measures_every_cell_and_a_rerun_skips_finished_runs(tmp_p
     finally:
         torch.set_num_threads(threads)
     assert (tmp_path / "quality.jsonl").read_text().splitlines() == lines  # nothing ran twice
+
+
+def test_unet_quality_measures_every_cell_at_every_sampler_length(tmp_path, monkeypatch):
+    argv = ["quality_unet.py", "--densities", "1", "0.5", "--seeds", "0", "--steps", "2", "--batch", "4",
+            "--sample-steps", "1", "2", "--eval-samples", "20", "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", argv)
+    threads = torch.get_num_threads()
+    try:
+        _load("quality_unet").main()
+    finally:
+        torch.set_num_threads(threads)
+    rows = (tmp_path / "quality_unet.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and "error" not in rows[0] + rows[1]
+    table = (tmp_path / "quality_unet.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in table[2:]] == [["real", "-"], ["unet/1", "dense"], ["unet/2", "dense"],
+                                                        ["unet/1", "50%"], ["unet/2", "50%"]]
+    assert (tmp_path / "quality_unet_samples.png").stat().st_size > 0
+    assert (tmp_path / "quality_unet_runs" / "50_0" / "checkpoint.pt").is_file()  # where a killed run resumes

@@ -1,0 +1,124 @@
+"""Diffusion tickets on MNIST: FD, recognisable share and rarest class of DDIM samples against density.
+
+The examples' diffusers UNet2DModel (``families.py``'s "unet", 686,769 weights), drawn from a seed:
+a ticket at each density searched with the DDPM denoising loss (epsilon prediction, 1000 linear
+steps; no weight is trained), and dense training (density 1) of the same network with the same
+loss and steps. Each is sampled with DDIM at every ``--sample-steps`` count and measured as
+``quality.py`` measures the GANs: ``--eval-samples`` samples in the shipped classifier
+mnist_feature_net(seed=1), FD against the 10,000 shipped digits, the share classified with
+confidence above 0.9 and the rarest class among those; mean ± sd over seeds. Runs go through
+``sweep.run_grid`` (one JSON line each in ``OUT/quality_unet.jsonl``: a rerun skips finished runs)
+and checkpoint every 500 steps under ``OUT/quality_unet_runs/``, so a killed run resumes where it
+stopped. Writes ``OUT/quality_unet.{txt,json}`` and ``OUT/quality_unet_samples.png`` (the first
+seed's samples of every cell and step count).
+
+    python benchmarks/quality_unet.py [--densities 1 0.5 0.3 0.1] [--seeds 0 1 2] [--steps 4000]
+                                      [--batch 32] [--lr 3e-3] [--dense-lr 1e-3] [--beta1 0.9]
+                                      [--sample-steps 8 25] [--eval-samples 2000] [--workers 2]
+                                      [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.utils import save_image
+
+import lt_plugins as lt
+from lt_plugins._io import atomic_path
+from lt_plugins.diffusion import DDIMGenerator
+from lt_plugins.features import mnist_feature_net
+from lt_plugins.metrics import evaluate
+from lt_plugins.objectives import DenoisingObjective
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from families import families, fresh  # noqa: E402
+from quality import _label, real_row, summarise, table  # noqa: E402
+from sheet import sample_sheet  # noqa: E402
+from sweep import run_grid  # noqa: E402
+
+CHECKPOINT_EVERY = 500
+
+
+def run(task: dict[str, Any]) -> dict[str, Any]:
+    """One search (or dense training) of the UNet; the task with, per DDIM step count, FD,
+    recognisable share and rarest class, and the loop's seconds."""
+    torch.set_num_threads(1)
+    dense = task["density"] is None
+    unet = fresh(families()["unet"], 1.0 if dense else task["density"], task["seed"])
+    objective = DenoisingObjective(seed=task["seed"])
+    search = (lt.DenseSearch if dense else lt.TicketSearch)(
+        unet, objective, batch_size=task["batch"], lr=task["dense_lr" if dense else "lr"],
+        betas=(task["beta1"], 0.999), seed=task["seed"], device="cpu", progress=False,
+        output_dir=task["work"], checkpoint_every=CHECKPOINT_EVERY)
+    search.run(lt.load_images("mnist"), steps=task["steps"], resume=search.checkpoint_path.exists())
+    by_steps = {}
+    for steps in task["sample_steps"]:
+        generator = DDIMGenerator(unet, objective.scheduler, steps=steps)
+        metrics = evaluate(generator, "mnist", mnist_feature_net(seed=1), n=task["eval_samples"],
+                           latent_dim=generator.latent_dim, seed=task["seed"])
+        by_steps[str(steps)] = {key: metrics[key] for key in ("fd", "recognisable", "rarest_class")}
+        if "samples" in task:
+            with torch.no_grad():
+                z = torch.randn(64, generator.latent_dim, generator=torch.Generator().manual_seed(0))
+                path = Path(task["samples"].format(steps=steps))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_image(generator(z), path, nrow=8, normalize=True, value_range=(-1, 1))
+    return {**task, "ddim": by_steps, "seconds": search.result.seconds_per_step * task["steps"]}
+
+
+def per_sampler(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (run, DDIM step count), labelled ``unet/<steps>``, as `quality.summarise` takes them."""
+    return [{**row, **figures, "family": f"unet/{steps}"} for row in rows for steps, figures in row["ddim"].items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--densities", nargs="+", type=float, default=[1.0, 0.5, 0.3, 0.1])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam lr of the scores (the UNet family's default)")
+    parser.add_argument("--dense-lr", type=float, default=1e-3, help="Adam lr of dense training")
+    parser.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (DDPM training's 0.9, not the GANs' 0.5)")
+    parser.add_argument("--sample-steps", nargs="+", type=int, default=[8, 25], help="DDIM steps per sample")
+    parser.add_argument("--eval-samples", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for density in args.densities:
+        for seed in args.seeds:
+            task = {"family": "unet", "density": None if density >= 1 else density, "seed": seed, "steps": args.steps,
+                    "batch": args.batch, "lr": args.lr, "dense_lr": args.dense_lr, "beta1": args.beta1,
+                    "sample_steps": args.sample_steps, "eval_samples": args.eval_samples,
+                    "work": str(args.out / "quality_unet_runs" / f"{_label(density).rstrip('%')}_{seed}")}
+            if seed == args.seeds[0]:
+                task["samples"] = str(args.out / "quality_unet_samples" / f"{_label(density)}_ddim{{steps}}.png")
+            tasks.append(task)
+    rows = run_grid(tasks, args.out / "quality_unet.jsonl", args.workers, runner=run)
+    cells = summarise(per_sampler(rows))
+    real = real_row(args.eval_samples)
+    header = (f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising (epsilon, 1000 linear "
+              f"steps), Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples; "
+              f"{args.eval_samples} samples in mnist_feature_net(seed=1): FD vs the 10,000 shipped digits, recognisable = "
+              "softmax > 0.9, rarest = smallest class share among those; mean ± sd over seeds")
+    text = table(cells, real, header)
+    print(text)
+    with atomic_path(args.out / "quality_unet.txt") as tmp:
+        tmp.write_text(text + "\n")
+    with atomic_path(args.out / "quality_unet.json") as tmp:
+        tmp.write_text(json.dumps({"real": real, "cells": cells, "runs": rows}, indent=1))
+    sheet = [(f"{steps}-step DDIM", [(_label(t["density"]), t["samples"].format(steps=steps)) for t in tasks if "samples" in t])
+             for steps in args.sample_steps]
+    sample_sheet(sheet, args.out / "quality_unet_samples.png")
+
+
+if __name__ == "__main__":
+    main()
