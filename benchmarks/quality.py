@@ -84,6 +84,25 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+MEASURED = ("samples in mnist_feature_net(seed=1): FD vs the 10,000 shipped digits, recognisable = softmax > 0.9, "
+            "rarest = smallest class share among those; mean ± sd over seeds")
+
+
+def report(rows: list[dict[str, Any]], out: Path, name: str, what: str, eval_samples: int,
+           runs: list[dict[str, Any]] | None = None) -> str:
+    """Summarise ``rows`` over seeds under ``what`` (what was run), after the real row; print the table and
+    write it to ``out/name.txt``, and it with the cells and ``runs`` (default ``rows``) to ``out/name.json``."""
+    cells = summarise(rows)
+    real = real_row(eval_samples)
+    text = table(cells, real, f"{what}; {eval_samples} {MEASURED}")
+    print(text)
+    with atomic_path(out / f"{name}.txt") as tmp:
+        tmp.write_text(text + "\n")
+    with atomic_path(out / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps({"real": real, "cells": cells, "runs": rows if runs is None else runs}, indent=1))
+    return text
+
+
 def table(cells: list[dict[str, Any]], real: dict[str, float], header: str) -> str:
     """The cells of `summarise` under ``header`` (what was run and how it is measured), after the real row."""
     lines = [header,
@@ -119,18 +138,8 @@ def main() -> None:
         settings["model_kwargs"] = args.model_kwargs
     tasks = grid(args.families, args.densities, args.seeds, args.out / "quality_samples", **settings)
     rows = run_grid(tasks, args.out / "quality.jsonl", args.workers)
-    cells = summarise(rows)
-    real = real_row(args.eval_samples)
-    header = (f"MNIST 32x32, {args.steps} steps ({args.warmup:.0%} warmup), batch {args.batch}, moment matching of "
-              f"{args.features} (normalise={args.normalise}); {args.eval_samples} samples in mnist_feature_net(seed=1): FD "
-              "vs the 10,000 shipped digits, recognisable = softmax > 0.9, rarest = smallest class share among those; "
-              "mean ± sd over seeds")
-    text = table(cells, real, header)
-    print(text)
-    with atomic_path(args.out / "quality.txt") as tmp:
-        tmp.write_text(text + "\n")
-    with atomic_path(args.out / "quality.json") as tmp:
-        tmp.write_text(json.dumps({"real": real, "cells": cells, "runs": rows}, indent=1))
+    report(rows, args.out, "quality", f"MNIST 32x32, {args.steps} steps ({args.warmup:.0%} warmup), batch {args.batch}, "
+           f"moment matching of {args.features} (normalise={args.normalise})", args.eval_samples)
     sheet = [(family, [(_label(t["density"]), t["samples"]) for t in tasks if t["family"] == family and "samples" in t])
              for family in args.families]
     sample_sheet(sheet, args.out / "quality_samples.png")

@@ -21,7 +21,6 @@ seed's samples of every cell and step count).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ import torch
 from torchvision.utils import save_image
 
 import lt_plugins as lt
-from lt_plugins._io import atomic_path
 from lt_plugins.diffusion import DDIMGenerator
 from lt_plugins.features import mnist_feature_net
 from lt_plugins.metrics import evaluate
@@ -38,7 +36,7 @@ from lt_plugins.objectives import DenoisingObjective
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from families import families, fresh  # noqa: E402
-from quality import _label, real_row, summarise, table  # noqa: E402
+from quality import _label, report  # noqa: E402
 from sheet import sample_sheet  # noqa: E402
 from sweep import run_grid  # noqa: E402
 
@@ -103,18 +101,10 @@ def main() -> None:
                 task["samples"] = str(args.out / "quality_unet_samples" / f"{_label(density)}_ddim{{steps}}.png")
             tasks.append(task)
     rows = run_grid(tasks, args.out / "quality_unet.jsonl", args.workers, runner=run)
-    cells = summarise(per_sampler(rows))
-    real = real_row(args.eval_samples)
-    header = (f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising (epsilon, 1000 linear "
-              f"steps), Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples; "
-              f"{args.eval_samples} samples in mnist_feature_net(seed=1): FD vs the 10,000 shipped digits, recognisable = "
-              "softmax > 0.9, rarest = smallest class share among those; mean ± sd over seeds")
-    text = table(cells, real, header)
-    print(text)
-    with atomic_path(args.out / "quality_unet.txt") as tmp:
-        tmp.write_text(text + "\n")
-    with atomic_path(args.out / "quality_unet.json") as tmp:
-        tmp.write_text(json.dumps({"real": real, "cells": cells, "runs": rows}, indent=1))
+    report(per_sampler(rows), args.out, "quality_unet",
+           f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising (epsilon, 1000 linear "
+           f"steps), Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",
+           args.eval_samples, runs=rows)
     sheet = [(f"{steps}-step DDIM", [(_label(t["density"]), t["samples"].format(steps=steps)) for t in tasks if "samples" in t])
              for steps in args.sample_steps]
     sample_sheet(sheet, args.out / "quality_unet_samples.png")

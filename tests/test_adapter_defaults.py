@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 import torch
-from families import FAMILIES, FAMILY_IDS
+from model_families import FAMILIES, FAMILY_IDS
 from torch import nn
 
 import lt_plugins as lt
@@ -191,15 +191,19 @@ def test_the_search_takes_its_learning_rate_from_the_family(family, search_lr, d
 
 def test_a_stylegan_ticket_search_at_the_default_lr_keeps_its_samples_diverse():
     # StyleGAN has no activation normalisation: at a GAN's score lr (0.1) its activations
-    # explode within a few steps and every latent gives the same saturated image.
+    # explode and every latent gives the same saturated image (spread 0.0 after 200 steps here).
+    # The diversity dips for a few dozen steps at any lr before it recovers, so 40 steps did not
+    # tell the two apart, and the dip's depth depends on the constant input, which the model draws
+    # from torch's global generator: seeded here, so earlier tests' draws cannot decide the result.
     from lt_plugins.data import load_mnist
     from lt_plugins.models import StyleGANGenerator
 
     real = load_mnist(limit=512, image_size=16)
+    torch.manual_seed(0)
     gen = StyleGANGenerator(z_dim=32, w_dim=32, img_resolution=16, img_channels=1, channel_max=32)
     gen = lt.wrap(gen, lt.TicketConfig(density=0.1, seed=0))
     objective = lt.MomentMatching(lambda x: [x.flatten(1)], cache=False)
-    lt.TicketSearch(gen, objective, 32, batch_size=32, progress=False).run(real, steps=40)
+    lt.TicketSearch(gen, objective, 32, batch_size=32, progress=False).run(real, steps=200)
     with torch.no_grad():
         images = gen(torch.randn(64, 32, generator=torch.Generator().manual_seed(1)))
     real_spread = real.std(0).mean()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from byog_cases import CASES
-from families import FAMILIES
+from model_families import FAMILIES
 from torch import nn
 
 import lt_plugins as lt

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from families import FAMILIES, FAMILY_IDS
+from model_families import FAMILIES, FAMILY_IDS
 from torch import nn
 
 import lt_plugins as lt

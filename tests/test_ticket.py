@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from families import FAMILIES, FAMILY_IDS, Family
+from model_families import FAMILIES, FAMILY_IDS, Family
 from torch import nn
 
 import lt_plugins as lt
