@@ -55,6 +55,12 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
         betas=(task["beta1"], 0.999), seed=task["seed"], device="cpu", progress=False,
         output_dir=task["work"], checkpoint_every=CHECKPOINT_EVERY)
     search.run(lt.load_images("mnist"), steps=task["steps"], resume=search.checkpoint_path.exists())
+    return {**task, "ddim": measure(unet, objective, task), "seconds": search.result.seconds_per_step * task["steps"]}
+
+
+def measure(unet: torch.nn.Module, objective: DenoisingObjective, task: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """FD, recognisable share and rarest class of ``unet``'s DDIM samples at each of ``task["sample_steps"]``,
+    keyed by the step count; 64 samples saved to ``task["samples"]`` (formatted with ``steps``) when given."""
     by_steps = {}
     for steps in task["sample_steps"]:
         generator = DDIMGenerator(unet, objective.scheduler, steps=steps)
@@ -67,12 +73,14 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
                 path = Path(task["samples"].format(steps=steps))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image(generator(z), path, nrow=8, normalize=True, value_range=(-1, 1))
-    return {**task, "ddim": by_steps, "seconds": search.result.seconds_per_step * task["steps"]}
+    return by_steps
 
 
 def per_sampler(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (run, DDIM step count), labelled ``unet/<steps>``, as `quality.summarise` takes them."""
-    return [{**row, **figures, "family": f"unet/{steps}"} for row in rows for steps, figures in row["ddim"].items()]
+    """One row per (run, DDIM step count), labelled ``<family>/<steps>`` (``unet/8``), as `quality.summarise`
+    takes them."""
+    return [{**row, **figures, "family": f"{row['family']}/{steps}"} for row in rows
+            for steps, figures in row["ddim"].items()]
 
 
 def main() -> None:

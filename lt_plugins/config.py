@@ -10,7 +10,7 @@ from typing import Any
 
 SCOPES = ("layer", "global")
 WEIGHT_INITS = ("signed_constant", "kaiming_uniform", "kaiming_normal", "keep")
-SCORE_INITS = ("uniform", "kaiming_uniform")
+SCORE_INITS = ("uniform", "kaiming_uniform", "magnitude")
 
 
 def _as_name_list(field_name: str, value: Any) -> list[str] | None:
@@ -61,7 +61,9 @@ class TicketConfig:
     )
     score_init: str = field(
         default="uniform",
-        metadata={"help": "'uniform' (U(-0.1, 0.1), the reference default) or 'kaiming_uniform'."},
+        metadata={"help": "'uniform' (U(-0.1, 0.1), the reference default), 'kaiming_uniform', or 'magnitude' "
+                  "(each weight's |value|: the search starts from magnitude pruning, layer by layer or, in "
+                  "global scope, over all targeted weights; for a pretrained base, weight_init='keep')."},
     )
     scale_fan: bool | None = field(
         default=None,
@@ -103,6 +105,12 @@ class TicketConfig:
                 raise ValueError(
                     f"TicketConfig.{name}={getattr(self, name)!r} is not valid; choose one of {list(allowed)}."
                 )
+        if self.score_init == "magnitude" and self.weight_init == "signed_constant":
+            raise ValueError(
+                "TicketConfig(score_init='magnitude') ranks weights by size, but signed_constant weights all have "
+                "the same size in a layer; use weight_init='keep' (a pretrained base) or "
+                "'kaiming_normal'/'kaiming_uniform'."
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ValueError(f"TicketConfig.seed={self.seed!r} is not valid; use an integer in [0, 2**63).")
         if not isinstance(self.mask_bias, bool):

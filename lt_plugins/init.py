@@ -130,11 +130,18 @@ def draw_weight(
     raise ValueError(f"weight_init={scheme!r} draws no weights; choose signed_constant, kaiming_* or keep.")
 
 
-def draw_scores(scheme: str, shape: torch.Size, fan: float, seed: int, name: str) -> torch.Tensor:
-    """Draw the initial scores of one weight (CPU, float32)."""
+def draw_scores(scheme: str, weight: torch.Tensor, fan: float, seed: int, name: str) -> torch.Tensor:
+    """The initial scores of ``weight`` (CPU, float32): drawn from (seed, name), or its magnitudes.
+
+    Example:
+        >>> draw_scores("magnitude", torch.tensor([[0.5, -2.0]]), 2, 0, "fc.weight")
+        tensor([[0.5000, 2.0000]])
+    """
+    if scheme == "magnitude":
+        return weight.detach().abs().float().cpu()
     gen = keyed_generator(seed, name, "score")
     bound = SCORE_UNIFORM_BOUND if scheme == "uniform" else math.sqrt(6.0 / fan)
-    return (torch.rand(shape, generator=gen) * 2 - 1) * bound
+    return (torch.rand(weight.shape, generator=gen) * 2 - 1) * bound
 
 
 def fingerprint(tensor: torch.Tensor) -> str:

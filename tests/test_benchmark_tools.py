@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
 import torch
 from scripts import load_script
+
+import lt_plugins as lt
 
 
 def _load(name: str):
@@ -75,3 +78,34 @@ def test_unet_quality_measures_every_cell_at_every_sampler_length(tmp_path, monk
                                                         ["unet/1", "50%"], ["unet/2", "50%"]]
     assert (tmp_path / "quality_unet_samples.png").stat().st_size > 0
     assert (tmp_path / "quality_unet_runs" / "50_0" / "checkpoint.pt").is_file()  # where a killed run resumes
+
+
+def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side_by_side(tmp_path, monkeypatch):
+    common = ["--sample-steps", "1", "--eval-samples", "20", "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    pruned_unet = _load("pruned_unet")
+    try:
+        monkeypatch.setattr("sys.argv", ["pruned_unet.py", *common])
+        try:
+            pruned_unet.main()
+        except FileNotFoundError as error:
+            assert "python benchmarks/quality_unet.py --densities 1" in str(error)
+        else:
+            raise AssertionError("a missing base was not reported")
+        monkeypatch.setattr("sys.argv", ["quality_unet.py", "--densities", "1", "--seeds", "0", "--steps", "2",
+                                         "--batch", "4", *common])
+        _load("quality_unet").main()
+        argv = ["pruned_unet.py", "--densities", "0.5", "--steps", "2", "--batch", "4", *common]
+        monkeypatch.setattr("sys.argv", argv)
+        pruned_unet.main()
+    finally:
+        torch.set_num_threads(threads)
+    table = (tmp_path / "pruned_unet.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in table[2:]] == [["real", "-"], ["trained/1", "dense"], ["magnitude/1", "50%"],
+                                                        ["ticket/1", "50%"]]
+    assert (tmp_path / "pruned_unet_samples.png").stat().st_size > 0
+    base = pruned_unet.trained_base(tmp_path / "quality_unet_runs" / "dense_0" / "checkpoint.pt")
+    targets = lt.masks(lt.wrap(copy.deepcopy(base), lt.TicketConfig(weight_init="keep")))
+    weights = dict(pruned_unet.magnitude_pruned(base, 0.5).named_parameters())
+    for name in targets:
+        assert abs(float((weights[name] != 0).float().mean()) - 0.5) < 0.01, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -110,6 +111,33 @@ def test_keep_masks_the_weights_the_model_holds():
     before = layer.weight.detach().clone()
     lt.wrap(layer, lt.TicketConfig(weight_init="keep", density=0.5))
     assert torch.equal(layer.parametrizations.weight.original, before)
+
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_magnitude_scores_start_the_search_at_torch_magnitude_pruning(family, scope):
+    import torch.nn.utils.prune as prune
+
+    model = family.build()
+    names = list(lt.masks(lt.wrap(copy.deepcopy(model), lt.TicketConfig(weight_init="keep"))))
+    params = dict(model.named_parameters())
+    sizes = torch.randperm(sum(params[n].numel() for n in names)) + 1.0  # distinct: no tie decides the masks
+    with torch.no_grad():
+        for name, chunk in zip(names, sizes.split([params[n].numel() for n in names])):
+            params[name].copy_((chunk * torch.randn(chunk.shape).sign()).view_as(params[name]))
+    reference = copy.deepcopy(model)
+    ours = lt.masks(lt.wrap(model, lt.TicketConfig(density=0.3, scope=scope, weight_init="keep",
+                                                   score_init="magnitude")))
+    modules = dict(reference.named_modules())
+    targets = {name: (modules[name.rpartition(".")[0]], name.rpartition(".")[2]) for name in ours}
+    pruned = {name: mask.numel() - int(mask.sum()) for name, mask in ours.items()}
+    if scope == "layer":
+        for name, (module, param) in targets.items():
+            prune.l1_unstructured(module, param, amount=pruned[name])
+    else:
+        prune.global_unstructured(list(targets.values()), prune.L1Unstructured, amount=sum(pruned.values()))
+    for name, (module, param) in targets.items():
+        assert torch.equal(ours[name], getattr(module, f"{param}_mask").bool()), name
 
 
 def test_ties_do_not_change_the_kept_count():

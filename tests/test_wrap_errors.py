@@ -27,6 +27,7 @@ def test_bad_density_names_field_value_and_range(density):
         ({"scope": "row"}, "scope"),
         ({"weight_init": "xavier"}, "weight_init"),
         ({"score_init": "zeros"}, "score_init"),
+        ({"score_init": "magnitude"}, "signed_constant weights all have the same size"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
         ({"target_modules": []}, "target_modules"),

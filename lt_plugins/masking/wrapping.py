@@ -136,8 +136,10 @@ def wrap(
     drawn = []
     for planned in plan:
         param = planned.module._parameters[planned.param_name]
-        scores = draw_scores(config.score_init, param.shape, planned.fan, config.seed, planned.name)
-        drawn.append((planned, planned.draw(config), scores.to(param.device)))
+        weight = planned.draw(config)
+        scores = draw_scores(config.score_init, param if weight is None else weight, planned.fan, config.seed,
+                             planned.name)
+        drawn.append((planned, weight, scores.to(param.device)))
 
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
     originals = {planned.name: planned.module._parameters[planned.param_name].detach().clone() for planned in plan}
