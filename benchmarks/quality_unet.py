@@ -12,9 +12,14 @@ and checkpoint every 500 steps under ``OUT/quality_unet_runs/``, so a killed run
 stopped. Writes ``OUT/quality_unet.{txt,json}`` and ``OUT/quality_unet_samples.png`` (the first
 seed's samples of every cell and step count).
 
+``--moment-weight w`` adds the package's moment matching (``--moment-features``, per-map normalised)
+of ``--moment-steps``-step DDIM samples to the DDPM loss, differentiated through the sampler
+(`DenoisingObjective`'s ``moments``): the UNet learns to draw in few steps as the GANs do.
+
     python benchmarks/quality_unet.py [--densities 1 0.5 0.3 0.1] [--seeds 0 1 2] [--steps 4000]
                                       [--batch 32] [--lr 3e-3] [--dense-lr 1e-3] [--beta1 0.9]
-                                      [--sample-steps 8 25] [--eval-samples 2000] [--workers 2]
+                                      [--sample-steps 8 25] [--moment-weight 0] [--moment-steps 4]
+                                      [--moment-features NAME] [--eval-samples 2000] [--workers 2]
                                       [--out benchmarks/results]
 """
 
@@ -30,9 +35,10 @@ from torchvision.utils import save_image
 
 import lt_plugins as lt
 from lt_plugins.diffusion import DDIMGenerator
-from lt_plugins.features import mnist_feature_net
+from lt_plugins.features import feature_net, mnist_feature_net
 from lt_plugins.metrics import evaluate
 from lt_plugins.objectives import DenoisingObjective
+from lt_plugins.recipes import SearchJob
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from families import families, fresh  # noqa: E402
@@ -49,13 +55,24 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     dense = task["density"] is None
     unet = fresh(families()["unet"], 1.0 if dense else task["density"], task["seed"])
-    objective = DenoisingObjective(seed=task["seed"])
+    objective = objective_of(task)
     search = (lt.DenseSearch if dense else lt.TicketSearch)(
         unet, objective, batch_size=task["batch"], lr=task["dense_lr" if dense else "lr"],
         betas=(task["beta1"], 0.999), seed=task["seed"], device="cpu", progress=False,
         output_dir=task["work"], checkpoint_every=CHECKPOINT_EVERY)
     search.run(lt.load_images("mnist"), steps=task["steps"], resume=search.checkpoint_path.exists())
     return {**task, "ddim": measure(unet, objective, task), "seconds": search.result.seconds_per_step * task["steps"]}
+
+
+def objective_of(task: dict[str, Any]) -> DenoisingObjective:
+    """The task's DDPM loss, plus moment matching of ``task["moment_features"]`` on ``task["moment_steps"]``-step
+    DDIM samples (differentiated through the sampler) with weight ``task["moment_weight"]`` when that is not 0."""
+    weight = task.get("moment_weight", 0.0)
+    if not weight:
+        return DenoisingObjective(seed=task["seed"])
+    moments = lt.MomentMatching(feature_net(task["moment_features"]), normalise="layer")
+    return DenoisingObjective(seed=task["seed"], moments=moments, moment_weight=weight,
+                              moment_steps=task["moment_steps"], moment_batch=task["batch"])
 
 
 def measure(unet: torch.nn.Module, objective: DenoisingObjective, task: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -93,6 +110,10 @@ def main() -> None:
     parser.add_argument("--dense-lr", type=float, default=1e-3, help="Adam lr of dense training")
     parser.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (DDPM training's 0.9, not the GANs' 0.5)")
     parser.add_argument("--sample-steps", nargs="+", type=int, default=[8, 25], help="DDIM steps per sample")
+    parser.add_argument("--moment-weight", type=float, default=0.0,
+                        help="weight of moment matching on few-step DDIM samples, added to the DDPM loss; 0: none")
+    parser.add_argument("--moment-steps", type=int, default=4, help="DDIM steps of the samples the moment term sees")
+    parser.add_argument("--moment-features", default=SearchJob.features, help="the moment term's feature networks")
     parser.add_argument("--eval-samples", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -105,13 +126,18 @@ def main() -> None:
                     "batch": args.batch, "lr": args.lr, "dense_lr": args.dense_lr, "beta1": args.beta1,
                     "sample_steps": args.sample_steps, "eval_samples": args.eval_samples,
                     "work": str(args.out / "quality_unet_runs" / f"{_label(density).rstrip('%')}_{seed}")}
+            if args.moment_weight:
+                task.update(moment_weight=args.moment_weight, moment_steps=args.moment_steps,
+                            moment_features=args.moment_features)
             if seed == args.seeds[0]:
                 task["samples"] = str(args.out / "quality_unet_samples" / f"{_label(density)}_ddim{{steps}}.png")
             tasks.append(task)
     rows = run_grid(tasks, args.out / "quality_unet.jsonl", args.workers, runner=run)
+    moment_term = (f" + {args.moment_weight:g} x moment matching of {args.moment_features} on {args.moment_steps}-step "
+                   "DDIM samples" if args.moment_weight else "")
     report(per_sampler(rows), args.out, "quality_unet",
            f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising (epsilon, 1000 linear "
-           f"steps), Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",
+           f"steps){moment_term}, Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",
            args.eval_samples, runs=rows)
     sheet = [(f"{steps}-step DDIM", [(_label(t["density"]), t["samples"].format(steps=steps)) for t in tasks if "samples" in t])
              for steps in args.sample_steps]

@@ -3,12 +3,14 @@
 The UNet's weights (convolutions, attention projections, time embedding) are drawn from a
 seed and frozen; a score per weight is trained so that the top `--density` of each layer,
 alone, predicts the noise a diffusers DDPMScheduler added to real digits. Optionally
-(`--moment-weight`), feature moments of few-step DDIM samples are matched too. The ticket is
+(`--moment-weight`), feature moments of 4-step DDIM samples are matched too, with the GAN searches'
+default loss networks: on MNIST that term, not the DDPM loss, is what makes a CPU-sized search draw
+digits (README, "Diffusion tickets"); sample it with `--sample-steps 4`, the steps it was matched at. The ticket is
 saved, optionally pushed to the Hub, rebuilt from disk, and sampled with DDIM (the images of
 diffusers' DDIMPipeline); FD of DDIM samples is measured with a feature network trained from another seed.
 
     python examples/unet_ddpm_mnist.py                      # a few minutes on a laptop CPU
-    python examples/unet_ddpm_mnist.py --density 0.3 --moment-weight 0.1 --out out/unet30
+    python examples/unet_ddpm_mnist.py --density 0.3 --moment-weight 1 --sample-steps 4 --out out/unet30
     python examples/unet_ddpm_mnist.py --push me/unet-mnist-10pct
 """
 
@@ -26,9 +28,10 @@ from torchvision.utils import save_image
 import lt_plugins as lt
 from lt_plugins.data import load_mnist
 from lt_plugins.diffusion import DDIMGenerator, sample
-from lt_plugins.features import mnist_feature_net
+from lt_plugins.features import feature_net, mnist_feature_net
 from lt_plugins.metrics import evaluate
 from lt_plugins.objectives import DenoisingObjective
+from lt_plugins.recipes import SearchJob
 
 
 def make_unet() -> UNet2DModel:
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> float:
     """Search, save (and push) the ticket, sample a grid from the rebuilt ticket; return its FD."""
     args = parse_args(argv)
     device = args.device
-    moments = lt.MomentMatching(mnist_feature_net(device)) if args.moment_weight else None
+    moments = lt.MomentMatching(feature_net(SearchJob.features, device=device)) if args.moment_weight else None
     # The diffusers family's defaults: convolutions, attention and time embedding masked, scale_fan=False.
     return denoising_example(args, make_unet, DDPMScheduler(num_train_timesteps=1000), rebuild=lambda: None,
                              moments=moments, moment_weight=args.moment_weight)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -78,6 +79,35 @@ def test_unet_quality_measures_every_cell_at_every_sampler_length(tmp_path, monk
                                                         ["unet/1", "50%"], ["unet/2", "50%"]]
     assert (tmp_path / "quality_unet_samples.png").stat().st_size > 0
     assert (tmp_path / "quality_unet_runs" / "50_0" / "checkpoint.pt").is_file()  # where a killed run resumes
+
+
+def test_unet_quality_adds_the_moment_term_on_few_step_samples_when_asked(tmp_path, monkeypatch):
+    quality_unet = _load("quality_unet")
+    task = {"seed": 0, "batch": 4, "moment_weight": 1.0, "moment_steps": 2, "moment_features": "mnist"}
+    unet = quality_unet.families()["unet"].build()
+    real = lt.load_images("mnist")[:16]
+    losses = []
+    for objective in (quality_unet.objective_of({**task, "moment_weight": 0.0}), quality_unet.objective_of(task)):
+        objective.prepare(real, torch.device("cpu"))
+        torch.manual_seed(0)
+        losses.append(objective(unet, 4))
+    assert quality_unet.objective_of({"seed": 0}).moments is None
+    assert losses[1] > losses[0]  # the same DDPM batch (one seed), plus the moment term on 2-step samples
+    losses[1].backward()
+    assert unet.conv_in.weight.grad.abs().sum() > 0  # differentiated through the sampler
+
+    argv = ["quality_unet.py", "--densities", "0.5", "--seeds", "0", "--steps", "2", "--batch", "4", "--sample-steps",
+            "1", "--eval-samples", "20", "--moment-weight", "0.5", "--moment-steps", "2", "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", argv)
+    threads = torch.get_num_threads()
+    try:
+        quality_unet.main()
+    finally:
+        torch.set_num_threads(threads)
+    row = json.loads((tmp_path / "quality_unet.jsonl").read_text())
+    assert (row["moment_weight"], row["moment_steps"]) == (0.5, 2)
+    assert "+ 0.5 x moment matching of mnist_classes+mnist_classes:2 on 2-step DDIM samples" in (
+        (tmp_path / "quality_unet.txt").read_text().splitlines()[0])
 
 
 def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side_by_side(tmp_path, monkeypatch):
