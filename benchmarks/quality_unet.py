@@ -70,7 +70,7 @@ def objective_of(task: dict[str, Any]) -> DenoisingObjective:
     weight = task.get("moment_weight", 0.0)
     if not weight:
         return DenoisingObjective(seed=task["seed"])
-    moments = lt.MomentMatching(feature_net(task["moment_features"]), normalise="layer")
+    moments = lt.MomentMatching(feature_net(task["moment_features"]))
     return DenoisingObjective(seed=task["seed"], moments=moments, moment_weight=weight,
                               moment_steps=task["moment_steps"], moment_batch=task["batch"])
 
