@@ -162,6 +162,28 @@ def test_evaluate_resizes_real_images_to_the_generated_size():
     assert len(out["feature_key"]) == 16
 
 
+def test_evaluate_reads_the_real_statistics_from_its_cache_keyed_by_network_images_and_subset(tmp_path, monkeypatch):
+    from lt_plugins.metrics import evaluation
+
+    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
+    passes = []
+    real_statistics = evaluation._real_statistics
+    monkeypatch.setattr(evaluation, "_real_statistics", lambda *args: passes.append(1) or real_statistics(*args))
+    gen, net, real = toy_generator(), MNISTFeatureNet(), load_mnist(image_size=16, limit=200)
+    first = evaluate(gen, real, net, n=100, latent_dim=8)
+    again = evaluate(gen, real, net, n=100, latent_dim=8)
+    assert len(passes) == 1 and len(list((tmp_path / "real_stats").iterdir())) == 1
+    assert {k: again[k] for k in ("fd", "precision", "recall", "density", "coverage")} == {
+        k: first[k] for k in ("fd", "precision", "recall", "density", "coverage")}
+    flipped = evaluate(gen, real.flip(-1), net, n=100, latent_dim=8)  # other images
+    evaluate(gen, real, MNISTFeatureNet(), n=100, latent_dim=8)  # other weights
+    evaluate(gen, real, net, n=100, latent_dim=8, seed=1)  # other PRDC subset (and latents)
+    assert len(passes) == 4 and flipped["fd"] != first["fd"]
+    uncached = evaluate(gen, real, net, n=100, latent_dim=8, cache=False)
+    assert len(passes) == 5 and len(list((tmp_path / "real_stats").iterdir())) == 4
+    assert uncached["fd"] == pytest.approx(first["fd"], rel=1e-12)
+
+
 def test_evaluate_fd_from_running_sums_equals_the_fd_of_all_features():
     from lt_plugins.metrics import embed
 

@@ -8,8 +8,8 @@ from torch import nn
 
 import lt_plugins as lt
 from lt_plugins import data
-from lt_plugins.data import ImageFolder, iter_batches, load_images
-from lt_plugins.objectives.moments import dataset_moments, images_fingerprint
+from lt_plugins.data import ImageFolder, images_fingerprint, iter_batches, load_images
+from lt_plugins.objectives.moments import dataset_moments
 
 
 def write_rgb_folder(folder, n, size=(20, 12), seed=0):

@@ -14,7 +14,7 @@ def feature_key(extractor: nn.Module) -> str:
     """A sha256 hex digest naming an extractor exactly: its class, its structure and
     settings (``repr``), its train/eval modes and every parameter and buffer (names,
     dtypes, shapes, bytes). Any weight change gives a new key; used to key cached
-    real-data moments.
+    real-data moments and metric statistics.
 
     Example:
         >>> net = nn.Linear(4, 2)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._io import atomic_path, cache_dir
+from ..data import images_fingerprint
 from ..distributed import sum_over_processes, sum_over_processes_, world
 from .base import ImageObjective, frozen
 
@@ -86,17 +87,6 @@ def dataset_moments(
         var = (sum_over_processes_(s2) / count - mean.square()).clamp_min(0)
         moments.append((mean, var))
     return moments
-
-
-def images_fingerprint(images: Any) -> str:
-    """sha256 of an image tensor's shape and bytes, or an `ImageFolder`'s `fingerprint`
-    (its files' paths, sizes and times: no second read of the data): the data part of a
-    moments cache key."""
-    if hasattr(images, "fingerprint"):
-        return images.fingerprint()
-    digest = hashlib.sha256(str(tuple(images.shape)).encode())
-    digest.update(images.detach().cpu().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 class MomentMatching(ImageObjective):
