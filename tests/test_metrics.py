@@ -182,6 +182,10 @@ def test_evaluate_reads_the_real_statistics_from_its_cache_keyed_by_network_imag
     uncached = evaluate(gen, real, net, n=100, latent_dim=8, cache=False)
     assert len(passes) == 5 and len(list((tmp_path / "real_stats").iterdir())) == 4
     assert uncached["fd"] == pytest.approx(first["fd"], rel=1e-12)
+    mean, cov = metrics.real_statistics(net, real)  # the FD's real side alone, from the same cache
+    assert torch.equal(metrics.real_statistics(net, real)[0], mean) and len(passes) == 6
+    with torch.no_grad():
+        assert torch.allclose(mean, metrics.embed(net, real).mean(0), atol=1e-6) and cov.shape == (len(mean),) * 2
 
 
 def test_evaluate_fd_from_running_sums_equals_the_fd_of_all_features():

@@ -10,12 +10,13 @@ torchmetrics and torch-fidelity, the optional ``[fid]`` extra, with the standard
 FID-Inception weights.
 """
 
-from .distances import ArrayLike, frechet_distance, frechet_distance_from_stats, prdc
-from .evaluation import embed, evaluate, generated, latent_call
+from .distances import ArrayLike, frechet_distance, frechet_distance_from_stats, gaussian_fit, prdc
+from .evaluation import embed, evaluate, generated, latent_call, real_statistics
 from .inception import _as_uint8_rgb, _random_fid_inception_state, inception_metrics
 from .recognition import RECOGNISABLE_THRESHOLD, class_coverage, recognisability
 
 __all__ = [
     "RECOGNISABLE_THRESHOLD", "ArrayLike", "class_coverage", "embed", "evaluate", "frechet_distance",
-    "frechet_distance_from_stats", "generated", "inception_metrics", "latent_call", "prdc", "recognisability",
+    "frechet_distance_from_stats", "gaussian_fit", "generated", "inception_metrics", "latent_call", "prdc",
+    "real_statistics", "recognisability",
 ]

@@ -24,14 +24,24 @@ def frechet_distance(real_feats: ArrayLike, fake_feats: ArrayLike) -> float:
     """
     real, fake = _as_rows(real_feats, "real_feats"), _as_rows(fake_feats, "fake_feats")
     _check_dims(real, fake)
-    stats = []
-    for name, rows in (("real_feats", real), ("fake_feats", fake)):
-        if rows.shape[0] < 2:
-            raise ValueError(f"{name} has {rows.shape[0]} row(s); a covariance needs at least 2 samples.")
-        mean = rows.mean(0)
-        centred = rows - mean
-        stats += [mean, centred.T @ centred / (rows.shape[0] - 1)]
-    return frechet_distance_from_stats(*stats)
+    return frechet_distance_from_stats(*gaussian_fit(real, "real_feats"), *gaussian_fit(fake, "fake_feats"))
+
+
+def gaussian_fit(feats: ArrayLike, name: str = "feats") -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, unbiased covariance) of a feature set ``(N, D)``, in float64: one side of the
+    Fréchet distance (``name`` is what an error calls the set).
+
+    Example:
+        >>> mean, cov = gaussian_fit(torch.tensor([[0.0, 1.0], [2.0, 3.0]]))
+        >>> mean.tolist(), cov.tolist()
+        ([1.0, 2.0], [[2.0, 2.0], [2.0, 2.0]])
+    """
+    rows = _as_rows(feats, name)
+    if rows.shape[0] < 2:
+        raise ValueError(f"{name} has {rows.shape[0]} row(s); a covariance needs at least 2 samples.")
+    mean = rows.mean(0)
+    centred = rows - mean
+    return mean, centred.T @ centred / (rows.shape[0] - 1)
 
 
 def frechet_distance_from_stats(

@@ -13,7 +13,7 @@ from .._io import atomic_path, cache_dir
 from ..data import images_fingerprint, iter_batches, load_images
 from ..features import feature_key
 from ..generate import LatentCall, as_latent_shape
-from .distances import _as_rows, frechet_distance_from_stats, prdc
+from .distances import _as_rows, frechet_distance_from_stats, gaussian_fit, prdc
 from .recognition import RECOGNISABLE_THRESHOLD, class_coverage
 
 
@@ -97,12 +97,9 @@ def evaluate(
         for module, mode in modes:
             module.training = mode
     fake_feats = _as_rows(fake_feats, "fake_feats")
-    fake_mean = fake_feats.mean(0)
-    centred = fake_feats - fake_mean
-    fake_cov = centred.T @ centred / (fake_feats.shape[0] - 1)
     recognised = class_coverage(torch.cat(logits), threshold) if logits else {}
     return {
-        "fd": frechet_distance_from_stats(*real_stats, fake_mean, fake_cov),
+        "fd": frechet_distance_from_stats(*real_stats, *gaussian_fit(fake_feats, "fake_feats")),
         **prdc(real_subset, fake_feats, k=k),
         "n_fake": n,
         "n_real": real.shape[0],
@@ -113,6 +110,42 @@ def evaluate(
         "seed": seed,
         **recognised,
     }
+
+
+def real_statistics(
+    feature_net: nn.Module,
+    real_images: Any,
+    *,
+    image_size: int | None = None,
+    batch_size: int = 250,
+    device: str | torch.device | None = None,
+    cache: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, unbiased covariance), float64, of ``feature_net``'s metric features (`embed`) over
+    every image of ``real_images`` (anything `load_images` reads, at ``image_size``): the real
+    side of the Fréchet distance, from the same disk cache as `evaluate`'s, so FD against a data
+    set costs one pass over it per feature network, ever.
+
+    Example:
+        >>> from lt_plugins.features import MNISTFeatureNet
+        >>> from lt_plugins.metrics import frechet_distance_from_stats, gaussian_fit
+        >>> net, digits = MNISTFeatureNet().eval(), load_images("mnist")
+        >>> mean, cov = real_statistics(net, digits[:300], cache=False)
+        >>> round(frechet_distance_from_stats(mean, cov, *gaussian_fit(embed(net, digits[:300]))), 6)
+        0.0
+    """
+    device = torch.device(device) if device is not None else next(feature_net.parameters(), torch.empty(0)).device
+    modes = [(m, m.training) for m in feature_net.modules()]
+    feature_net.to(device).eval()
+    try:
+        real = load_images(real_images, image_size=image_size)
+        with torch.no_grad():
+            stats, _ = _cached_real_statistics(feature_net, real, torch.empty(0, dtype=torch.long), batch_size,
+                                               device, cache)
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    return stats
 
 
 REAL_STATS_FORMAT = 1
