@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data import iter_batches, load_images
-from .evaluation import generated, latent_call
+from .evaluation import eval_modes, generated, latent_call
 
 
 @torch.no_grad()
@@ -76,9 +76,7 @@ def inception_metrics(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save all extracted features")
         kid = KernelInceptionDistance(feature=nn.Identity(), subsets=kid_subsets, subset_size=kid_subset_size)
-    modes = [(m, m.training) for m in generator.modules()]
-    generator.to(device).eval()
-    try:
+    with eval_modes(generator.to(device)):
         for fake in generated(generator, latent_call(latent_dim, latent_shape, generate), n, batch_size, device, seed):
             feats = inception(_as_uint8_rgb(fake)).double()
             fid.update(feats, real=False)
@@ -88,9 +86,6 @@ def inception_metrics(
             feats = inception(_as_uint8_rgb(batch.to(device))).double()
             fid.update(feats, real=True)
             kid.update(feats.cpu(), real=True)
-    finally:
-        for module, mode in modes:
-            module.training = mode
     kid.subset_size = min(kid_subset_size, n, real.shape[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # KID draws its subsets from the global generator
