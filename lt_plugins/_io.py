@@ -1,4 +1,4 @@
-"""Files: the package's cache folder, and writes that never leave half a file or half a folder behind."""
+"""Files: the package's cache folder and its tensor files, and writes that never leave half a file or half a folder behind."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
 
 
 def cache_dir(*parts: str) -> Path:
@@ -62,6 +66,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
+
+
+def read_cached_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """The tensors of cache file ``path`` (safetensors, on the CPU), or None when it is absent.
+
+    A file that does not read (truncated by a full disk, written by another program) is a
+    cache miss with a warning, never an error: the caller recomputes and overwrites it.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.safetensors"
+        >>> read_cached_tensors(path) is None
+        True
+        >>> write_cached_tensors(path, {"x": torch.ones(2)})
+        >>> read_cached_tensors(path)["x"].tolist()
+        [1.0, 1.0]
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        return load_file(str(path))  # CPU first: safetensors refuses "cpu:0", the device of gloo ranks
+    except Exception as error:
+        warnings.warn(f"ignoring unreadable cache file {path} ({error}); recomputing it.", stacklevel=2)
+        return None
+
+
+def write_cached_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``tensors`` to cache file ``path`` (safetensors) atomically; `read_cached_tensors` reads it."""
+    with atomic_path(path) as tmp:
+        save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, str(tmp), metadata=metadata)
 
 # ---------------------------------------------------------------------------------------------
 # Folders replaced in one step. A save writes a hidden ``.NAME.*.saving`` folder, moves the old

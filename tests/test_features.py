@@ -116,7 +116,7 @@ def test_a_damaged_cache_file_is_retrained_with_a_warning(tmp_path, monkeypatch)
     mnist_feature_net(cache_dir=tmp_path)
     (path,) = (tmp_path / "feature_nets").iterdir()
     path.write_bytes(b"not safetensors")
-    with pytest.warns(UserWarning, match="retraining"):
+    with pytest.warns(UserWarning, match="unreadable cache file"):
         mnist_feature_net(cache_dir=tmp_path)
     assert len(calls) == 2
     mnist_feature_net(cache_dir=tmp_path)  # the rewritten file loads again

@@ -188,6 +188,17 @@ def test_evaluate_reads_the_real_statistics_from_its_cache_keyed_by_network_imag
         assert torch.allclose(mean, metrics.embed(net, real).mean(0), atol=1e-6) and cov.shape == (len(mean),) * 2
 
 
+def test_a_damaged_real_statistics_cache_file_is_recomputed_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
+    gen, net, real = toy_generator(), MNISTFeatureNet(), load_mnist(image_size=16, limit=200)
+    first = evaluate(gen, real, net, n=100, latent_dim=8)
+    (path,) = (tmp_path / "real_stats").iterdir()
+    path.write_bytes(b"\x00" * 16)
+    with pytest.warns(UserWarning, match="unreadable cache file"):
+        again = evaluate(gen, real, net, n=100, latent_dim=8)
+    assert again["fd"] == first["fd"] and again["coverage"] == first["coverage"]
+
+
 def test_evaluate_fd_from_running_sums_equals_the_fd_of_all_features():
     from lt_plugins.metrics import embed
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -96,6 +98,22 @@ def test_real_moments_are_cached_and_invalidated(tmp_path, monkeypatch):
     MomentMatching(_extractor(), per_channel=True).prepare(real, CPU)
     assert len(calls) == 4, "per-channel moments are other moments"
     assert len(list((tmp_path / "moments").glob("*.safetensors"))) == 4
+
+
+def test_a_damaged_moments_cache_file_is_recomputed_with_a_warning_and_rewritten(tmp_path, monkeypatch):
+    monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
+    real = _images()
+    first = MomentMatching(_extractor())
+    first.prepare(real, CPU)
+    (path,) = (tmp_path / "moments").glob("*.safetensors")
+    path.write_bytes(path.read_bytes()[:40])  # a write cut short
+    again = MomentMatching(_extractor())
+    with pytest.warns(UserWarning, match="unreadable cache file"):
+        again.prepare(real, CPU)
+    assert all(torch.equal(m1, m2) and torch.equal(v1, v2) for (m1, v1), (m2, v2) in zip(first.real, again.real))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rewritten: it reads again without a warning
+        MomentMatching(_extractor()).prepare(real, CPU)
 
 
 def test_empty_real_data_and_unprepared_use_are_clear_errors():

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import _io
@@ -134,19 +133,17 @@ def mnist_feature_net(
     # caller's global random state.
     with torch.device("meta"):
         net = MNISTFeatureNet()
-    state = None
-    if path.exists():
+    state = _io.read_cached_tensors(path)
+    if state is not None:
         try:
-            state = load_file(path)
             net.load_state_dict(state, assign=True)
-        except Exception as error:  # a damaged or foreign file must not block the user
-            warnings.warn(f"ignoring unreadable cached weights {path} ({error}); retraining.")
+        except RuntimeError as error:  # a foreign file with other tensors must not block the user
+            warnings.warn(f"ignoring cached weights {path} of another network ({error}); retraining.")
             state = None
     if state is None:
         state = _train(recipe)
         net.load_state_dict(state, assign=True)
-        with _io.atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata={"recipe": json.dumps(recipe, sort_keys=True)})
+        _io.write_cached_tensors(path, state, metadata={"recipe": json.dumps(recipe, sort_keys=True)})
     return net.to(device).eval().requires_grad_(False)
 
 

@@ -7,10 +7,9 @@ import hashlib
 from typing import Any, Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .._io import atomic_path, cache_dir
+from .._io import cache_dir, read_cached_tensors, write_cached_tensors
 from ..data import images_fingerprint, iter_batches, load_images
 from ..features import feature_key
 from ..generate import LatentCall, as_latent_shape
@@ -62,7 +61,8 @@ def evaluate(
     with ``cache`` it is kept on disk in ``$LT_PLUGINS_CACHE/real_stats`` (atomically
     written, keyed by the network's `feature_key`, the images' `images_fingerprint`, the
     subset), so every later evaluation against the same data skips the pass over it (10,000
-    MNIST digits: 8–10 s on one CPU thread; read from the cache, 0.3 s).
+    MNIST digits: 8–10 s on one CPU thread; read from the cache, 0.3 s). A cache file that
+    does not read is recomputed and rewritten, with a warning.
 
     Example:
         >>> from lt_plugins.features import MNISTFeatureNet
@@ -174,12 +174,11 @@ def _cached_real_statistics(
     digest = hashlib.sha256(f"{REAL_STATS_FORMAT}|{feature_key(feature_net)}|{images_fingerprint(real)}|".encode())
     digest.update(subset.numpy().tobytes())
     path = cache_dir("real_stats") / f"{digest.hexdigest()[:32]}.safetensors"
-    if path.exists():
-        stored = load_file(str(path))
+    stored = read_cached_tensors(path)
+    if stored is not None:
         return (stored["mean"], stored["cov"]), stored["subset"]
     (mean, cov), kept = _real_statistics(feature_net, real, subset, batch_size, device)
-    with atomic_path(path) as tmp:
-        save_file({"mean": mean.contiguous(), "cov": cov.contiguous(), "subset": kept.contiguous()}, str(tmp))
+    write_cached_tensors(path, {"mean": mean, "cov": cov, "subset": kept})
     return (mean, cov), kept
 
 

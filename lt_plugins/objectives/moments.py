@@ -16,10 +16,9 @@ import hashlib
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .._io import atomic_path, cache_dir
+from .._io import cache_dir, read_cached_tensors, write_cached_tensors
 from ..data import images_fingerprint
 from ..distributed import sum_over_processes, sum_over_processes_, world
 from .base import ImageObjective, frozen
@@ -100,7 +99,8 @@ class MomentMatching(ImageObjective):
             (0 uses the current batch alone).
         per_channel: match one mean/variance per channel (pixels as samples) instead of one
             per feature element.
-        cache: keep the real moments on disk, keyed by the extractor's weights and the data.
+        cache: keep the real moments on disk, keyed by the extractor's weights and the data
+            (a file that does not read is recomputed, with a warning).
         batch_size: batch size for the one pass over the real data.
         normalise: ``"layer"`` divides each feature map's mean term by that map's average
             real variance and its variance term by the square of it, so every map weighs
@@ -159,22 +159,20 @@ class MomentMatching(ImageObjective):
         if isinstance(self.features, nn.Module):
             self.features.to(device)
         path = self._cache_file(real) if self.cache else None
-        hit = path is not None and path.exists()
+        stored = read_cached_tensors(path) if path is not None else None
+        hit = stored is not None
         rank, size = world()
         if size > 1:  # computing the moments is collective: all ranks must take the same branch
             hit = int(sum_over_processes_(torch.tensor(float(hit), device=device))) == size
         if hit:
-            stored = load_file(path)  # CPU first: safetensors refuses "cpu:0", the device of gloo ranks
-            n_layers = len(stored) // 2
-            moments = [(stored[f"mean.{i}"], stored[f"var.{i}"]) for i in range(n_layers)]
+            moments = [(stored[f"mean.{i}"], stored[f"var.{i}"]) for i in range(len(stored) // 2)]
         else:
             moments = dataset_moments(self.features, real, self.per_channel, self.batch_size, device)
             if path is not None and rank == 0:
                 tensors = {}
                 for i, (mean, var) in enumerate(moments):
-                    tensors[f"mean.{i}"], tensors[f"var.{i}"] = mean.cpu(), var.cpu()
-                with atomic_path(path) as tmp:
-                    save_file(tensors, str(tmp))
+                    tensors[f"mean.{i}"], tensors[f"var.{i}"] = mean, var
+                write_cached_tensors(path, tensors)
         self.real = [(m.float().to(device), v.float().to(device)) for m, v in moments]
         self.scales = [self._scale(var) for _, var in self.real]
         self.ema = None
