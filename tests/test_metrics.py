@@ -172,7 +172,7 @@ def test_evaluate_reads_the_real_statistics_from_its_cache_keyed_by_network_imag
     gen, net, real = toy_generator(), MNISTFeatureNet(), load_mnist(image_size=16, limit=200)
     first = evaluate(gen, real, net, n=100, latent_dim=8)
     again = evaluate(gen, real, net, n=100, latent_dim=8)
-    assert len(passes) == 1 and len(list((tmp_path / "real_stats").iterdir())) == 1
+    assert len(passes) == 1 and len(list((tmp_path / "real_stats").iterdir())) == 2  # the fit, the subset's rows
     assert {k: again[k] for k in ("fd", "precision", "recall", "density", "coverage")} == {
         k: first[k] for k in ("fd", "precision", "recall", "density", "coverage")}
     flipped = evaluate(gen, real.flip(-1), net, n=100, latent_dim=8)  # other images
@@ -180,10 +180,12 @@ def test_evaluate_reads_the_real_statistics_from_its_cache_keyed_by_network_imag
     evaluate(gen, real, net, n=100, latent_dim=8, seed=1)  # other PRDC subset (and latents)
     assert len(passes) == 4 and flipped["fd"] != first["fd"]
     uncached = evaluate(gen, real, net, n=100, latent_dim=8, cache=False)
-    assert len(passes) == 5 and len(list((tmp_path / "real_stats").iterdir())) == 4
+    assert len(passes) == 5 and len(list((tmp_path / "real_stats").iterdir())) == 7  # seed 1: new rows, same fit
     assert uncached["fd"] == pytest.approx(first["fd"], rel=1e-12)
-    mean, cov = metrics.real_statistics(net, real)  # the FD's real side alone, from the same cache
-    assert torch.equal(metrics.real_statistics(net, real)[0], mean) and len(passes) == 6
+    mean, cov = metrics.real_statistics(net, real)  # the FD's real side alone, from evaluate's fit
+    assert len(passes) == 5 and torch.equal(metrics.real_statistics(net, real)[0], mean)
+    metrics.real_statistics(net, real, cache=False)
+    assert len(passes) == 6
     with torch.no_grad():
         assert torch.allclose(mean, metrics.embed(net, real).mean(0), atol=1e-6) and cov.shape == (len(mean),) * 2
 
@@ -192,7 +194,7 @@ def test_a_damaged_real_statistics_cache_file_is_recomputed_with_a_warning(tmp_p
     monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
     gen, net, real = toy_generator(), MNISTFeatureNet(), load_mnist(image_size=16, limit=200)
     first = evaluate(gen, real, net, n=100, latent_dim=8)
-    (path,) = (tmp_path / "real_stats").iterdir()
+    (path,) = (tmp_path / "real_stats").glob("fit-*")
     path.write_bytes(b"\x00" * 16)
     with pytest.warns(UserWarning, match="unreadable cache file"):
         again = evaluate(gen, real, net, n=100, latent_dim=8)

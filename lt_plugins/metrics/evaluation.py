@@ -16,7 +16,7 @@ from ..generate import LatentCall, as_latent_shape
 from .distances import _as_rows, frechet_distance_from_stats, gaussian_fit, prdc
 from .recognition import RECOGNISABLE_THRESHOLD, class_coverage
 
-REAL_STATS_FORMAT = 1
+REAL_STATS_FORMAT = 2
 """Version of the cached real statistics' layout; part of their key."""
 
 
@@ -59,10 +59,10 @@ def evaluate(
     The real side (the features' mean and covariance over every real image, and PRDC's
     seeded subset of them) depends only on the feature network, the images and ``seed``:
     with ``cache`` it is kept on disk in ``$LT_PLUGINS_CACHE/real_stats`` (atomically
-    written, keyed by the network's `feature_key`, the images' `images_fingerprint`, the
-    subset), so every later evaluation against the same data skips the pass over it (10,000
-    MNIST digits: 8–10 s on one CPU thread; read from the cache, 0.3 s). A cache file that
-    does not read is recomputed and rewritten, with a warning.
+    written, keyed by the network's `feature_key` and the images' `images_fingerprint`, the
+    subset's rows by the subset too), so every later evaluation against the same data skips
+    the pass over it (10,000 MNIST digits: 8–10 s on one CPU thread; read from the cache,
+    0.3 s). A cache file that does not read is recomputed and rewritten, with a warning.
 
     Example:
         >>> from lt_plugins.features import MNISTFeatureNet
@@ -168,18 +168,25 @@ def eval_modes(*modules: nn.Module) -> Iterator[None]:
 def _cached_real_statistics(
     feature_net: nn.Module, real: Any, subset: torch.Tensor, batch_size: int, device: torch.device, cache: bool
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """`_real_statistics`, read from (or written to) the disk cache when ``cache``."""
+    """`_real_statistics`, read from (or written to) the disk cache when ``cache``, in two files:
+    the Gaussian fit, keyed by the network and the images (one for `real_statistics` and every
+    `evaluate` seed), and the rows of ``subset``, keyed by the subset too."""
     if not cache:
         return _real_statistics(feature_net, real, subset, batch_size, device)
-    digest = hashlib.sha256(f"{REAL_STATS_FORMAT}|{feature_key(feature_net)}|{images_fingerprint(real)}|".encode())
-    digest.update(subset.numpy().tobytes())
-    path = cache_dir("real_stats") / f"{digest.hexdigest()[:32]}.safetensors"
-    stored = read_cached_tensors(path)
-    if stored is not None:
-        return (stored["mean"], stored["cov"]), stored["subset"]
-    (mean, cov), kept = _real_statistics(feature_net, real, subset, batch_size, device)
-    write_cached_tensors(path, {"mean": mean, "cov": cov, "subset": kept})
-    return (mean, cov), kept
+    key = f"{REAL_STATS_FORMAT}|{feature_key(feature_net)}|{images_fingerprint(real)}|"
+    fit_path = cache_dir("real_stats") / f"fit-{hashlib.sha256(key.encode()).hexdigest()[:32]}.safetensors"
+    rows_digest = hashlib.sha256(key.encode() + subset.numpy().tobytes()).hexdigest()[:32]
+    rows_path = cache_dir("real_stats") / f"rows-{rows_digest}.safetensors"
+    fit = read_cached_tensors(fit_path)
+    rows = read_cached_tensors(rows_path) if len(subset) else {}
+    if fit is None or rows is None:
+        (mean, cov), kept = _real_statistics(feature_net, real, subset, batch_size, device)
+        fit, rows = {"mean": mean, "cov": cov}, {"subset": kept}
+        write_cached_tensors(fit_path, fit)
+        if len(subset):
+            write_cached_tensors(rows_path, rows)
+    kept = rows.get("subset", torch.empty(0, len(fit["mean"]), dtype=torch.float64))
+    return (fit["mean"], fit["cov"]), kept
 
 
 def _real_statistics(
