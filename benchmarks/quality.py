@@ -2,7 +2,7 @@
 
 Every cell is a search with the package's defaults (moment matching of the features and class
 probabilities of mnist_feature_net seeds 0 and 2, per-map normalised, the family's learning rate,
-batch 64, layer scope): a ticket at
+batch 64, layer scope unless ``--scope global``): a ticket at
 each density, and dense training (density 1) of the same seeded network with the same loss and
 steps. Measured on ``--eval-samples`` samples with the shipped classifier mnist_feature_net(seed=1),
 never the loss's network: FD against the 10,000 shipped digits, the share classified with
@@ -14,7 +14,8 @@ interrupted run resumes. Writes ``OUT/quality.{txt,json}`` and ``OUT/quality_sam
 
     python benchmarks/quality.py [--families dcgan stylegan] [--densities 1 0.5 0.3 0.1]
                                  [--seeds 0 1 2] [--steps 600] [--batch 64] [--workers 2]
-                                 [--features NAME] [--warmup 0.05] [--model-kwargs JSON] [--out benchmarks/results]
+                                 [--features NAME] [--warmup 0.05] [--scope layer] [--model-kwargs JSON]
+                                 [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 import lt_plugins as lt
 from lt_plugins._io import atomic_path
+from lt_plugins.config import SCOPES
 from lt_plugins.features import HOLDOUT_EVERY, mnist_feature_net
 from lt_plugins.metrics import embed, frechet_distance_from_stats, gaussian_fit, real_statistics
 from lt_plugins.objectives.moments import NORMALISATIONS
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--normalise", choices=NORMALISATIONS,
                         default=inspect.signature(lt.MomentMatching).parameters["normalise"].default)
     parser.add_argument("--warmup", type=float, default=SearchJob.warmup, help="share of steps of lr warmup")
+    parser.add_argument("--scope", choices=SCOPES, default=SearchJob.scope, help="the tickets' top-k scope")
     parser.add_argument("--features", default=SearchJob.features, help="the loss's feature networks (feature_net)")
     parser.add_argument("--model-kwargs", type=json.loads, default=None, help="JSON of generator arguments")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
@@ -135,12 +138,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {"steps": args.steps, "batch": args.batch, "eval_samples": args.eval_samples, "normalise": args.normalise,
                 "features": args.features, "warmup": args.warmup}
+    if args.scope != SearchJob.scope:  # only when set: rows of earlier grids stay finished
+        settings["scope"] = args.scope
     if args.model_kwargs:
         settings["model_kwargs"] = args.model_kwargs
     tasks = grid(args.families, args.densities, args.seeds, args.out / "quality_samples", **settings)
     rows = run_grid(tasks, args.out / "quality.jsonl", args.workers)
     report(rows, args.out, "quality", f"MNIST 32x32, {args.steps} steps ({args.warmup:.0%} warmup), batch {args.batch}, "
-           f"moment matching of {args.features} (normalise={args.normalise})", args.eval_samples)
+           f"{args.scope} top-k, moment matching of {args.features} (normalise={args.normalise})", args.eval_samples)
     sheet = [(family, [(_label(t["density"]), t["samples"]) for t in tasks if t["family"] == family and "samples" in t])
              for family in args.families]
     sample_sheet(sheet, args.out / "quality_samples.png")

@@ -46,7 +46,8 @@ def test_curves_average_seeds_per_variant_and_step():
 
 def test_quality_table_measures_every_cell_and_a_rerun_skips_finished_runs(tmp_path, monkeypatch):
     argv = ["quality.py", "--families", "dcgan", "--densities", "1", "0.1", "--seeds", "0", "--steps", "2",
-            "--batch", "8", "--eval-samples", "40", "--model-kwargs", '{"ngf": 8}', "--out", str(tmp_path)]
+            "--batch", "8", "--eval-samples", "40", "--model-kwargs", '{"ngf": 8}', "--scope", "global",
+            "--out", str(tmp_path)]
     monkeypatch.setattr("sys.argv", argv)
     threads = torch.get_num_threads()
     try:
@@ -56,6 +57,7 @@ def test_quality_table_measures_every_cell_and_a_rerun_skips_finished_runs(tmp_p
         table = (tmp_path / "quality.txt").read_text()
         assert len(lines) == 2 and "error" not in lines[0] + lines[1]
         assert [row.split()[1] for row in table.splitlines()[2:]] == ["-", "dense", "10%"]  # real, then the cells
+        assert "global top-k" in table.splitlines()[0] and json.loads(lines[1])["scope"] == "global"
         assert (tmp_path / "quality_samples.png").stat().st_size > 0
         quality.main()
     finally:
