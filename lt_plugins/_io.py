@@ -67,7 +67,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-
 def read_cached_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor] | None:
     """The tensors of cache file ``path`` (safetensors, on the CPU), or None when it is absent.
 
@@ -98,6 +97,7 @@ def write_cached_tensors(
     """Write ``tensors`` to cache file ``path`` (safetensors) atomically; `read_cached_tensors` reads it."""
     with atomic_path(path) as tmp:
         save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, str(tmp), metadata=metadata)
+
 
 # ---------------------------------------------------------------------------------------------
 # Folders replaced in one step. A save writes a hidden ``.NAME.*.saving`` folder, moves the old

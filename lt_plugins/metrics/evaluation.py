@@ -173,17 +173,19 @@ def _cached_real_statistics(
     `evaluate` seed), and the rows of ``subset``, keyed by the subset too."""
     if not cache:
         return _real_statistics(feature_net, real, subset, batch_size, device)
-    key = f"{REAL_STATS_FORMAT}|{feature_key(feature_net)}|{images_fingerprint(real)}|"
-    fit_path = cache_dir("real_stats") / f"fit-{hashlib.sha256(key.encode()).hexdigest()[:32]}.safetensors"
-    rows_digest = hashlib.sha256(key.encode() + subset.numpy().tobytes()).hexdigest()[:32]
-    rows_path = cache_dir("real_stats") / f"rows-{rows_digest}.safetensors"
+    key = f"{REAL_STATS_FORMAT}|{feature_key(feature_net)}|{images_fingerprint(real)}|".encode()
+    folder = cache_dir("real_stats")
+    fit_path = folder / f"fit-{hashlib.sha256(key).hexdigest()[:32]}.safetensors"
+    rows_path = folder / f"rows-{hashlib.sha256(key + subset.numpy().tobytes()).hexdigest()[:32]}.safetensors"
     fit = read_cached_tensors(fit_path)
     rows = read_cached_tensors(rows_path) if len(subset) else {}
-    if fit is None or rows is None:
+    if fit is None or rows is None:  # one pass computes both; only the missing file is written
         (mean, cov), kept = _real_statistics(feature_net, real, subset, batch_size, device)
-        fit, rows = {"mean": mean, "cov": cov}, {"subset": kept}
-        write_cached_tensors(fit_path, fit)
-        if len(subset):
+        if fit is None:
+            fit = {"mean": mean, "cov": cov}
+            write_cached_tensors(fit_path, fit)
+        if rows is None:
+            rows = {"subset": kept}
             write_cached_tensors(rows_path, rows)
     kept = rows.get("subset", torch.empty(0, len(fit["mean"]), dtype=torch.float64))
     return (fit["mean"], fit["cov"]), kept
