@@ -1,7 +1,8 @@
 """Absolute quality on MNIST: FD, recognisable share and rarest class against density, per family.
 
 Every cell is a search with the package's defaults (moment matching of the features and class
-probabilities of mnist_feature_net seeds 0 and 2, per-map normalised, the family's learning rate,
+probabilities of the adversarially trained mnist_feature_net(robust=True) seeds 0 and 2, per-map
+normalised, the family's learning rate,
 batch 64, layer scope unless ``--scope global``): a ticket at
 each density, and dense training (density 1) of the same seeded network with the same loss and
 steps. Measured on ``--eval-samples`` samples with the shipped classifier mnist_feature_net(seed=1),

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +74,9 @@ class SearchJob:
         None, "generate(model, z) -> images in [-1, 1], when the model is not called as model(z) (e.g. a function "
               "returning G(z, None) for StyleGAN2-ADA)", metavar="PKG.MODULE:FUNCTION")
     features: str = _option(
-        "mnist_classes+mnist_classes:2", "feature network of the loss: mnist, mnist_classes (+ its class "
-        "probabilities), efficientnet_lite0, vgg19_bn, timm:NAME or pkg.module:function; a+b matches both "
-        "(lt_plugins.features.feature_net)", metavar="NAME")
+        "mnist_robust_classes+mnist_robust_classes:2", "feature network of the loss: mnist, mnist_classes (+ its "
+        "class probabilities), mnist_robust(_classes) (adversarially trained), efficientnet_lite0, vgg19_bn, "
+        "timm:NAME or pkg.module:function; a+b matches both (lt_plugins.features.feature_net)", metavar="NAME")
     metric_features: str = _option(
         "auto", "feature network of the reported FD/PRDC, another than --features; auto: mnist:1 for grey data "
                 "(also gives the recognisable share), for RGB a seeded random-init ResNet-18 (resnet18_random), "
@@ -181,11 +182,13 @@ def metric_features_name(name: str, channels: int, loss_features: str | None = N
         'mnist:3'
         >>> metric_features_name("auto", 1, "mnist_classes:1")  # the mnist:1 network, with its class probabilities
         'mnist'
+        >>> metric_features_name("auto", 1, "mnist_robust_classes:1")  # another network: adversarially trained
+        'mnist:1'
     """
     if name != "auto":
         return name
     # "mnist_classes:2" is the mnist:2 network with its class probabilities: the same network.
-    in_loss = {part.replace("mnist_classes", "mnist").removesuffix(":0") for part in (loss_features or "").split("+")}
+    in_loss = {re.sub(r"_classes(?=:|$)", "", part).removesuffix(":0") for part in (loss_features or "").split("+")}
     candidates = ("mnist:1", "mnist", "mnist:3") if channels == 1 else ("resnet18_random", "resnet18_random:1")
     chosen = next((c for c in candidates if c not in in_loss), None)
     if chosen is None:

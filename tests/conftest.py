@@ -21,9 +21,9 @@ def untrained_feature_net(monkeypatch, tmp_path):
     the CLI's plumbing, not of the network (``pytestmark = pytest.mark.usefixtures("untrained_feature_net")``)."""
     import lt_plugins.features as features
 
-    def fake(device=None, cache_dir=None, seed=0):
+    def fake(device=None, cache_dir=None, seed=0, robust=False):
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
+            torch.manual_seed(seed + 1000 * robust)  # the robust network of a seed is another network
             return features.MNISTFeatureNet().to(device).eval().requires_grad_(False)
 
     monkeypatch.setattr(features, "mnist_feature_net", fake)

@@ -81,10 +81,54 @@ def test_the_default_call_loads_the_shipped_weights_of_the_current_recipe(tmp_pa
 
     monkeypatch.setattr(features.mnist, "_train", no_training)
     monkeypatch.setenv("LT_PLUGINS_CACHE", str(tmp_path))
-    for seed in (0, 1, 2):  # the loss's default networks (0 and 2) and the metrics' (1)
-        net = mnist_feature_net(seed=seed)
-        assert feature_key(net) != feature_key(MNISTFeatureNet())
+    # the metrics' network (plain, seed 1), the loss's default ones (robust, seeds 0 and 2) and their plain twins
+    shipped = [(seed, False) for seed in (0, 1, 2)] + [(seed, True) for seed in (0, 2)]
+    keys = {feature_key(mnist_feature_net(seed=seed, robust=robust)) for seed, robust in shipped}
+    assert len(keys) == len(shipped) and feature_key(MNISTFeatureNet()) not in keys
     assert not (tmp_path / "feature_nets").exists()  # nothing written to the user's cache
+
+
+def test_the_robust_recipe_is_the_plain_one_trained_on_adversarial_examples(tmp_path, monkeypatch):
+    from lt_plugins.features import ADVERSARY
+
+    calls = []
+    monkeypatch.setattr(features.mnist, "_train", fake_train(calls))
+    mnist_feature_net(cache_dir=tmp_path, seed=2)
+    mnist_feature_net(cache_dir=tmp_path, seed=2, robust=True)
+    plain, robust = calls
+    assert robust == {**plain, **ADVERSARY} and "attack" not in plain
+    assert len(cached_files(tmp_path)) == 2  # its own file: never the plain network's weights
+
+
+def test_the_attack_stays_in_its_ball_and_in_range_and_raises_the_loss():
+    x, y = load_mnist(limit=64, with_labels=True)
+    net = mnist_feature_net()
+    torch.manual_seed(0)
+    adversarial = features.mnist._pgd_l2(net, x, y, eps=2.0, steps=5)
+    assert (adversarial - x).flatten(1).norm(dim=1).max() <= 2.0 + 1e-4
+    assert adversarial.min() >= -1 and adversarial.max() <= 1
+    noise = torch.randn_like(x)
+    noise = (x + 2.0 * noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).clamp(-1, 1)  # as far, at random
+    with torch.no_grad():
+        clean, random, attacked = (torch.nn.functional.cross_entropy(net.classify(v), y).item()
+                                   for v in (x, noise, adversarial))
+    assert attacked > 10 * max(clean, random), (clean, random, attacked)
+
+
+def test_the_robust_network_keeps_its_labels_under_attacks_that_break_the_plain_one():
+    # Why the loss matches its features: a perturbation a person does not see as a stroke
+    # moves the plain network's features enough to change its label, not the robust one's.
+    x, y = load_mnist(with_labels=True)
+    x, y = x[::HOLDOUT_EVERY][:256], y[::HOLDOUT_EVERY][:256]  # digits neither network trained on
+    accuracy = {}
+    for robust in (False, True):
+        net = mnist_feature_net(robust=robust)
+        torch.manual_seed(0)
+        adversarial = features.mnist._pgd_l2(net, x, y, eps=4.0, steps=10)  # twice the training radius
+        with torch.no_grad():
+            accuracy[robust] = (net.classify(adversarial).argmax(1) == y).float().mean().item()
+            assert (net.classify(x).argmax(1) == y).float().mean().item() > 0.97
+    assert accuracy[True] > 0.4 and accuracy[True] > 2 * accuracy[False], accuracy  # measured: 52% against 20%
 
 
 def test_a_retrained_network_agrees_with_the_shipped_one(trained):
@@ -237,7 +281,13 @@ def test_class_probabilities_come_after_the_maps_and_are_the_classifiers_own():
 
 
 def test_the_default_loss_networks_are_never_the_metrics():
-    from lt_plugins.recipes import SearchJob, metric_features_name
+    from lt_plugins.features import feature_net
+    from lt_plugins.recipes import SearchJob, evaluation_net, metric_features_name
 
     assert metric_features_name("auto", 1, SearchJob.features) == "mnist:1"
+    metric = feature_key(evaluation_net(torch.device("cpu"), "auto", 1, SearchJob.features))
+    loss = feature_net(SearchJob.features)
+    assert metric not in {feature_key(member.net) for member in loss.nets}
+    assert feature_key(loss.nets[1].net) == feature_key(feature_net("mnist_robust:2"))
+    assert feature_key(feature_net("mnist_robust:2")) == feature_key(mnist_feature_net(seed=2, robust=True))
     assert metric_features_name("auto", 1, "mnist_classes:1+mnist_classes") == "mnist:3"

@@ -19,7 +19,7 @@ from torch import nn
 from ..data import MNIST_DIR, MNIST_FILES, load_mnist
 from .keys import feature_key
 from .classes import WithClassProbabilities
-from .mnist import _RECIPE, HOLDOUT_EVERY, SHIPPED_DIR, MNISTFeatureNet, mnist_feature_net
+from .mnist import _RECIPE, ADVERSARY, HOLDOUT_EVERY, SHIPPED_DIR, MNISTFeatureNet, mnist_feature_net
 from .stack import FeatureStack
 from .rgb import (
     IMAGENET_MEAN, IMAGENET_STD, VGG19_BN_FILE, TimmFeatures, VGG19BNFeatures, efficientnet_lite0, random_resnet18,
@@ -27,13 +27,14 @@ from .rgb import (
 )
 
 __all__ = [
-    "FEATURE_NETS", "HOLDOUT_EVERY", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_DIR", "MNIST_FILES", "SHIPPED_DIR",
-    "VGG19_BN_FILE", "FeatureStack", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures", "WithClassProbabilities",
+    "ADVERSARY", "FEATURE_NETS", "HOLDOUT_EVERY", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_DIR", "MNIST_FILES",
+    "SHIPPED_DIR", "VGG19_BN_FILE", "FeatureStack", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures", "WithClassProbabilities",
     "efficientnet_lite0", "feature_key", "feature_net", "load_mnist", "mnist_feature_net", "random_resnet18", "vgg19_bn",
 ]
 
 FEATURE_NETS = (
-    "mnist", "mnist:<seed>", "mnist_classes", "mnist_classes:<seed>", "efficientnet_lite0", "vgg19_bn",
+    "mnist", "mnist:<seed>", "mnist_classes", "mnist_classes:<seed>", "mnist_robust", "mnist_robust:<seed>",
+    "mnist_robust_classes", "mnist_robust_classes:<seed>", "efficientnet_lite0", "vgg19_bn",
     "resnet18_random", "resnet18_random:<seed>", "timm:<model_name>", "pkg.module:function", "<name>+<name>",
 )
 """The names `feature_net` resolves."""
@@ -45,8 +46,10 @@ def feature_net(name: str, device: str | torch.device | None = None) -> nn.Modul
     - ``"mnist"``: `mnist_feature_net` (seed 0, the default loss network); ``"mnist:1"``
       is the seed-1 network, the metrics' default;
     - ``"mnist_classes"`` (``"mnist_classes:2"``, ...): that network's maps and its class
-      probabilities (`WithClassProbabilities`); ``"mnist_classes+mnist_classes:2"`` is the
-      loss's default;
+      probabilities (`WithClassProbabilities`);
+    - ``"mnist_robust"``, ``"mnist_robust_classes"`` (``":2"``, ...): the same, from the
+      adversarially trained network ``mnist_feature_net(robust=True)``;
+      ``"mnist_robust_classes+mnist_robust_classes:2"`` is the loss's default;
     - ``"efficientnet_lite0"``: `efficientnet_lite0` (ImageNet, offline with ``[rgb]``);
     - ``"vgg19_bn"``: `vgg19_bn` (ImageNet, from the torch hub cache);
     - ``"resnet18_random"``: `random_resnet18` (seed 0; ``"resnet18_random:3"`` for seed 3), the
@@ -74,6 +77,9 @@ def feature_net(name: str, device: str | torch.device | None = None) -> nn.Modul
     # Looked up here at call time: tests put an untrained network in place of mnist_feature_net.
     families = (
         ("mnist_classes", lambda device, seed: WithClassProbabilities(mnist_feature_net(device=device, seed=seed))),
+        ("mnist_robust_classes",
+         lambda device, seed: WithClassProbabilities(mnist_feature_net(device=device, seed=seed, robust=True))),
+        ("mnist_robust", lambda device, seed: mnist_feature_net(device=device, seed=seed, robust=True)),
         ("mnist", mnist_feature_net),
         ("resnet18_random", random_resnet18),
     )
