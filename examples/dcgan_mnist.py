@@ -69,7 +69,7 @@ def search_example(make_generator: Callable[[], nn.Module], latent_dim: int | tu
     torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases, constants)
     gen = lt.wrap(make_generator(), lt.TicketConfig(density=args.density, seed=args.seed)).to(args.device)
     fd_random = fd_of(gen)
-    objective = lt.MomentMatching(mnist_feature_net(args.device))
+    objective = lt.MomentMatching(mnist_feature_net(args.device, robust=True))  # adversarially trained: see the README
     search = lt.TicketSearch(gen, objective, latent_shape=call.latent_shape, generate=generate, batch_size=args.batch_size, seed=args.seed,
                              device=args.device, output_dir=out / "search")
     ticket = search.run(real, steps=args.steps)
