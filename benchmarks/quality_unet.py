@@ -38,7 +38,7 @@ from lt_plugins.diffusion import DDIMGenerator
 from lt_plugins.features import feature_net, mnist_feature_net
 from lt_plugins.metrics import evaluate
 from lt_plugins.objectives import DenoisingObjective
-from lt_plugins.recipes import SearchJob
+from lt_plugins.recipes import DIFFUSION_MOMENT_FEATURES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from families import families, fresh  # noqa: E402
@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--moment-weight", type=float, default=0.0,
                         help="weight of moment matching on few-step DDIM samples, added to the DDPM loss; 0: none")
     parser.add_argument("--moment-steps", type=int, default=4, help="DDIM steps of the samples the moment term sees")
-    parser.add_argument("--moment-features", default=SearchJob.features, help="the moment term's feature networks")
+    parser.add_argument("--moment-features", default=DIFFUSION_MOMENT_FEATURES,
+                        help="the moment term's feature networks (feature_net names)")
     parser.add_argument("--eval-samples", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

@@ -3,9 +3,10 @@
 The UNet's weights (convolutions, attention projections, time embedding) are drawn from a
 seed and frozen; a score per weight is trained so that the top `--density` of each layer,
 alone, predicts the noise a diffusers DDPMScheduler added to real digits. Optionally
-(`--moment-weight`), feature moments of 4-step DDIM samples are matched too, with the GAN searches'
-default loss networks: on MNIST that term, not the DDPM loss, is what makes a CPU-sized search draw
-digits (README, "Diffusion tickets"); sample it with `--sample-steps 4`, the steps it was matched at. The ticket is
+(`--moment-weight`), feature moments of 4-step DDIM samples are matched too, with the plain MNIST
+networks and their class probabilities (`DIFFUSION_MOMENT_FEATURES`): on MNIST that term, not the
+DDPM loss, is what makes a CPU-sized search draw digits (README, "Diffusion tickets"); sample it
+with `--sample-steps 4`, the steps it was matched at. The ticket is
 saved, optionally pushed to the Hub, rebuilt from disk, and sampled with DDIM (the images of
 diffusers' DDIMPipeline); FD of DDIM samples is measured with a feature network trained from another seed.
 
@@ -31,7 +32,7 @@ from lt_plugins.diffusion import DDIMGenerator, sample
 from lt_plugins.features import feature_net, mnist_feature_net
 from lt_plugins.metrics import evaluate
 from lt_plugins.objectives import DenoisingObjective
-from lt_plugins.recipes import SearchJob
+from lt_plugins.recipes import DIFFUSION_MOMENT_FEATURES
 
 
 def make_unet() -> UNet2DModel:
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> float:
     """Search, save (and push) the ticket, sample a grid from the rebuilt ticket; return its FD."""
     args = parse_args(argv)
     device = args.device
-    moments = lt.MomentMatching(feature_net(SearchJob.features, device=device)) if args.moment_weight else None
+    moments = lt.MomentMatching(feature_net(DIFFUSION_MOMENT_FEATURES, device=device)) if args.moment_weight else None
     # The diffusers family's defaults: convolutions, attention and time embedding masked, scale_fan=False.
     return denoising_example(args, make_unet, DDPMScheduler(num_train_timesteps=1000), rebuild=lambda: None,
                              moments=moments, moment_weight=args.moment_weight)

@@ -11,7 +11,7 @@ import torch
 from scripts import load_script
 
 import lt_plugins as lt
-from lt_plugins.recipes import SearchJob
+from lt_plugins.recipes import DIFFUSION_MOMENT_FEATURES
 
 
 def _load(name: str):
@@ -109,7 +109,7 @@ def test_unet_quality_adds_the_moment_term_on_few_step_samples_when_asked(tmp_pa
         torch.set_num_threads(threads)
     row = json.loads((tmp_path / "quality_unet.jsonl").read_text())
     assert (row["moment_weight"], row["moment_steps"]) == (0.5, 2)
-    assert f"+ 0.5 x moment matching of {SearchJob.features} on 2-step DDIM samples" in (
+    assert f"+ 0.5 x moment matching of {DIFFUSION_MOMENT_FEATURES} on 2-step DDIM samples" in (
         (tmp_path / "quality_unet.txt").read_text().splitlines()[0])
 
 
