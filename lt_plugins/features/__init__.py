@@ -28,8 +28,9 @@ from .rgb import (
 
 __all__ = [
     "ADVERSARY", "FEATURE_NETS", "HOLDOUT_EVERY", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_DIR", "MNIST_FILES",
-    "SHIPPED_DIR", "VGG19_BN_FILE", "FeatureStack", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures", "WithClassProbabilities",
-    "efficientnet_lite0", "feature_key", "feature_net", "load_mnist", "mnist_feature_net", "random_resnet18", "vgg19_bn",
+    "SHIPPED_DIR", "VGG19_BN_FILE", "FeatureStack", "MNISTFeatureNet", "TimmFeatures", "VGG19BNFeatures",
+    "WithClassProbabilities", "efficientnet_lite0", "feature_key", "feature_net", "load_mnist", "mnist_feature_net",
+    "random_resnet18", "vgg19_bn",
 ]
 
 FEATURE_NETS = (
@@ -43,8 +44,8 @@ FEATURE_NETS = (
 def feature_net(name: str, device: str | torch.device | None = None) -> nn.Module:
     """The feature network named ``name``, frozen, on ``device``: what ``--features`` takes.
 
-    - ``"mnist"``: `mnist_feature_net` (seed 0, the default loss network); ``"mnist:1"``
-      is the seed-1 network, the metrics' default;
+    - ``"mnist"``: `mnist_feature_net` (seed 0); ``"mnist:1"`` is the seed-1 network, the
+      metrics' default;
     - ``"mnist_classes"`` (``"mnist_classes:2"``, ...): that network's maps and its class
       probabilities (`WithClassProbabilities`);
     - ``"mnist_robust"``, ``"mnist_robust_classes"`` (``":2"``, ...): the same, from the
