@@ -16,6 +16,7 @@ interrupted run resumes. Writes ``OUT/quality.{txt,json}`` and ``OUT/quality_sam
     python benchmarks/quality.py [--families dcgan stylegan] [--densities 1 0.5 0.3 0.1]
                                  [--seeds 0 1 2] [--steps 600] [--batch 64] [--workers 2]
                                  [--features NAME] [--warmup 0.05] [--scope layer] [--model-kwargs JSON]
+                                 [--latent-components 100] [--latent-separation 0.8]
                                  [--out benchmarks/results]
 """
 
@@ -80,8 +81,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (family, label), runs in cells.items():
         cell = {"family": family, "density": label, "seeds": [r["seed"] for r in runs]}
-        for key in ("fd", "recognisable", "rarest_class", "seconds"):
-            values = [r[key] for r in runs]
+        for key in ("fd", "recognisable", "rarest_class", "recall", "seconds"):
+            values = [r.get(key) for r in runs]
+            if None in values:  # rows of grids run before recall was recorded
+                continue
             cell[key] = statistics.fmean(values)
             cell[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
         out.append(cell)
@@ -110,12 +113,15 @@ def report(rows: list[dict[str, Any]], out: Path, name: str, what: str, eval_sam
 def table(cells: list[dict[str, Any]], real: dict[str, float], header: str) -> str:
     """The cells of `summarise` under ``header`` (what was run and how it is measured), after the real row."""
     lines = [header,
-             f"{'family':<10}{'density':>8}{'FD':>17}{'recognisable':>17}{'rarest class':>17}{'s/run':>8}{'seeds':>8}",
+             f"{'family':<10}{'density':>8}{'FD':>17}{'recognisable':>17}{'rarest class':>17}{'recall':>15}"
+             f"{'s/run':>8}{'seeds':>8}",
              f"{'real':<10}{'-':>8}{real['fd']:>17.2f}{real['recognisable']:>17.1%}{real['rarest_class']:>17.1%}"]
     for c in cells:
+        recall = f"{c['recall']:>8.2f} ± {c['recall_sd']:<4.2f}" if "recall" in c else f"{'-':>15}"
         lines.append(f"{c['family']:<10}{c['density']:>8}{c['fd']:>10.2f} ± {c['fd_sd']:<5.2f}"
                      f"{c['recognisable']:>10.1%} ± {c['recognisable_sd']:<5.1%}"
-                     f"{c['rarest_class']:>10.1%} ± {c['rarest_class_sd']:<5.1%}{c['seconds']:>8.0f}{len(c['seeds']):>8}")
+                     f"{c['rarest_class']:>10.1%} ± {c['rarest_class_sd']:<5.1%}{recall}"
+                     f"{c['seconds']:>8.0f}{len(c['seeds']):>8}")
     return "\n".join(lines)
 
 
@@ -132,21 +138,30 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=SearchJob.warmup, help="share of steps of lr warmup")
     parser.add_argument("--scope", choices=SCOPES, default=SearchJob.scope, help="the tickets' top-k scope")
     parser.add_argument("--features", default=SearchJob.features, help="the loss's feature networks (feature_net)")
+    parser.add_argument("--latent-components", type=int, default=SearchJob.latent_components,
+                        help="latents from a mixture of this many Gaussians (0: N(0, 1))")
+    parser.add_argument("--latent-separation", type=float, default=SearchJob.latent_separation,
+                        help="weight of the mixture's component means")
     parser.add_argument("--model-kwargs", type=json.loads, default=None, help="JSON of generator arguments")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {"steps": args.steps, "batch": args.batch, "eval_samples": args.eval_samples, "normalise": args.normalise,
-                "features": args.features, "warmup": args.warmup}
+                "features": args.features, "warmup": args.warmup, "latent_components": args.latent_components}
+    if args.latent_components:
+        settings["latent_separation"] = args.latent_separation
     if args.scope != SearchJob.scope:  # only when set: rows of earlier grids stay finished
         settings["scope"] = args.scope
     if args.model_kwargs:
         settings["model_kwargs"] = args.model_kwargs
     tasks = grid(args.families, args.densities, args.seeds, args.out / "quality_samples", **settings)
     rows = run_grid(tasks, args.out / "quality.jsonl", args.workers)
+    latents = (f"latents from {args.latent_components} Gaussians (separation {args.latent_separation})"
+               if args.latent_components else "latents N(0, 1)")
     report(rows, args.out, "quality", f"MNIST 32x32, {args.steps} steps ({args.warmup:.0%} warmup), batch {args.batch}, "
-           f"{args.scope} top-k, moment matching of {args.features} (normalise={args.normalise})", args.eval_samples)
+           f"{args.scope} top-k, {latents}, moment matching of {args.features} (normalise={args.normalise})",
+           args.eval_samples)
     sheet = [(family, [(_label(t["density"]), t["samples"]) for t in tasks if t["family"] == family and "samples" in t])
              for family in args.families]
     sample_sheet(sheet, args.out / "quality_samples.png")

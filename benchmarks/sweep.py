@@ -38,7 +38,7 @@ _RENAMED = {"ema": "ema_decay", "batch": "batch_size", "exclude": "exclude_modul
 
 def run(task: dict[str, Any]) -> dict[str, Any]:
     """One search (or dense training) of the grid; returns the task with its FD, recognisable
-    share, rarest class and seconds. A ``samples`` key names where its final sample grid is copied."""
+    share, rarest class, recall, coverage and seconds. A ``samples`` key names where its final sample grid is copied."""
     from lt_plugins.recipes import SearchJob, run_search
 
     torch.set_num_threads(1)
@@ -53,7 +53,8 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
             shutil.copyfile(report["samples"], task["samples"])
     metrics = report["metrics"]
     return {**task, "fd": report["fd"], "recognisable": metrics.get("recognisable"),
-            "rarest_class": metrics.get("rarest_class"), "evals": report["fd_at_step"], "seconds": report["seconds"]}
+            "rarest_class": metrics.get("rarest_class"), "recall": metrics.get("recall"),
+            "coverage": metrics.get("coverage"), "evals": report["fd_at_step"], "seconds": report["seconds"]}
 
 
 def _run_safely(task: dict[str, Any], runner: Callable[[dict[str, Any]], dict[str, Any]] = run) -> dict[str, Any]:

@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None, description: str, default_out: str) -> ar
     parser.add_argument("--density", type=float, default=0.1, help="fraction of weights kept (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frozen weights and scores (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="latents per step (default: %(default)s)")
+    parser.add_argument("--latent-components", type=int, default=lt.LatentMixture.components,
+                        help="draw latents from a mixture of this many Gaussians, lt.LatentMixture; 0: N(0, 1) "
+                             "(default: %(default)s)")
     parser.add_argument("--eval-samples", type=int, default=1000,
                         help="FD on this many generated vs as many real images (default: %(default)s)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -58,20 +61,22 @@ def search_example(make_generator: Callable[[], nn.Module], latent_dim: int | tu
     ``latent_dim`` may be a latent shape, e.g. (100, 1, 1), and ``generate(G, z)`` says how the generator is
     called when it is not ``G(z)`` (see `lt_plugins.generate.LatentCall`)."""
     args = parse_args(argv, description, default_out)
-    call = LatentCall(latent_dim if isinstance(latent_dim, tuple) else (latent_dim,), generate)
+    # Blends of two digits then fall between the mixture's components (see lt.LatentMixture).
+    prior = lt.LatentMixture(args.latent_components, seed=args.seed) if args.latent_components else None
+    call = LatentCall(latent_dim if isinstance(latent_dim, tuple) else (latent_dim,), generate, prior)
     out = Path(args.out)
     real = load_mnist(image_size=32)
     fd_of = lambda model: evaluate(  # noqa: E731
         model, real[: args.eval_samples], mnist_feature_net(args.device, seed=1), n=args.eval_samples,
-        latent_shape=call.latent_shape, generate=generate,
+        latent_shape=call.latent_shape, generate=generate, prior=prior,
     )["fd"]
 
     torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases, constants)
     gen = lt.wrap(make_generator(), lt.TicketConfig(density=args.density, seed=args.seed)).to(args.device)
     fd_random = fd_of(gen)
     objective = lt.MomentMatching(mnist_feature_net(args.device, robust=True))  # adversarially trained: see the README
-    search = lt.TicketSearch(gen, objective, latent_shape=call.latent_shape, generate=generate, batch_size=args.batch_size, seed=args.seed,
-                             device=args.device, output_dir=out / "search")
+    search = lt.TicketSearch(gen, objective, latent_shape=call.latent_shape, generate=generate, prior=prior,
+                             batch_size=args.batch_size, seed=args.seed, device=args.device, output_dir=out / "search")
     ticket = search.run(real, steps=args.steps)
 
     fd = fd_of(gen)

@@ -13,6 +13,7 @@ from .config import TicketConfig
 from .data import ImageFolder, load_images, load_mnist
 from .errors import LTPluginsError
 from .features import TimmFeatures, efficientnet_lite0, feature_net, mnist_feature_net, random_resnet18, vgg19_bn
+from .generate import LatentMixture
 from .masking import Density, density, masks, merge, score_parameters, unwrap, wrap
 from .metrics import class_coverage, evaluate, inception_metrics, recognisability
 from .objectives import MMD, DenoisingObjective, ImageObjective, ModelObjective, MomentMatching, Objective
@@ -29,6 +30,7 @@ __all__ = [
     "ImageFolder",
     "ImageObjective",
     "LTPluginsError",
+    "LatentMixture",
     "MMD",
     "ModelObjective",
     "MomentMatching",

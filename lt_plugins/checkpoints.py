@@ -212,6 +212,9 @@ def run_record(search: Any, model: nn.Module, steps: int) -> dict[str, Any]:
         "objective": objective,
         "data": getattr(search, "_data_key", None),
     }
+    prior = search.call.prior if search.call is not None else None
+    if prior is not None:  # recorded only when there is one, so checkpoints from before priors still resume
+        record["prior"] = prior.to_dict()
     return json.loads(json.dumps(record, default=repr))
 
 

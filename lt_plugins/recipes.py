@@ -26,6 +26,7 @@ from torch import nn
 from ._repr import bounded_repr
 from .config import SCOPES, SCORE_INITS, WEIGHT_INITS, TicketConfig
 from .distributed import process_state
+from .generate import LatentMixture
 from .objectives.moments import NORMALISATIONS, MomentMatching
 from .search import SearchLoop
 
@@ -82,6 +83,11 @@ class SearchJob:
         "mnist_robust_classes+mnist_robust_classes:2", "feature network of the loss: mnist, mnist_classes (+ its "
         "class probabilities), mnist_robust(_classes) (adversarially trained), efficientnet_lite0, vgg19_bn, "
         "timm:NAME or pkg.module:function; a+b matches both (lt_plugins.features.feature_net)", metavar="NAME")
+    latent_components: int = _option(
+        LatentMixture.components, "draw the latents from a mixture of this many Gaussians (lt.LatentMixture), "
+        "so blends of two classes fall in the gaps between components; 0: N(0, 1)", metavar="K")
+    latent_separation: float = _option(LatentMixture.separation,
+                                       "weight of the mixture's component means in each latent, in [0, 1)")
     metric_features: str = _option(
         "auto", "feature network of the reported FD/PRDC, another than --features; auto: mnist:1 for grey data "
                 "(also gives the recognisable share), for RGB a seeded random-init ResNet-18 (resnet18_random), "
@@ -270,16 +276,17 @@ def run_search(job: SearchJob) -> dict[str, Any] | None:
 
     def measure() -> dict[str, Any]:
         return evaluate(generator, real, metric_net, n=job.eval_samples, latent_shape=search.call.latent_shape,
-                        generate=search.call.generate, seed=job.seed)
+                        generate=search.call.generate, prior=search.call.prior, seed=job.seed)
 
     def measure_at(info: lt.StepInfo) -> None:
         if info.step in eval_at and process.is_main_process:
             evals[info.step] = measure()["fd"]
 
     out = Path(job.out)
+    prior = LatentMixture(job.latent_components, job.latent_separation, job.seed) if job.latent_components else None
     search = (lt.DenseSearch if job.dense else lt.TicketSearch)(
         generator, objective, latent_shape=job.latent_shape and tuple(job.latent_shape), generate=job.generate,
-        batch_size=job.batch_size, lr=job.lr, warmup=job.warmup, output_dir=out / "search",
+        prior=prior, batch_size=job.batch_size, lr=job.lr, warmup=job.warmup, output_dir=out / "search",
         checkpoint_every=job.checkpoint_every, seed=job.seed, device=str(device), progress=job.progress, callbacks=[measure_at],
     )
     before = measure() if job.measure_random_init and process.is_main_process else None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
 import torch
 
 from lt_plugins.cli import build_parser, main
+from lt_plugins.generate import LatentMixture
+from lt_plugins.recipes import SearchJob
 
 
 pytestmark = pytest.mark.usefixtures("untrained_feature_net")  # tests/conftest.py
@@ -32,8 +35,11 @@ def test_search_from_yaml_with_flag_override_then_eval(tmp_path, capsys):
     assert ticket.config.scope == "global" and ticket.density == pytest.approx(0.3, abs=1e-3)
     assert "fd" in ticket.metrics
 
+    assert ticket.call.prior == LatentMixture(SearchJob.latent_components, SearchJob.latent_separation, seed=0)
+
+    # eval draws from the prior the ticket records, so it measures what the search measured
     assert main(["eval", str(out / "ticket"), "--n", "40", "--device", "cpu"]) == 0
-    assert '"fd"' in capsys.readouterr().out
+    assert json.loads(capsys.readouterr().out)["fd"] == pytest.approx(ticket.metrics["fd"], rel=1e-6)
 
 
 def test_config_options_reach_the_ticket_and_a_search_with_a_dense_layer_repeats(tmp_path, capsys):

@@ -230,7 +230,7 @@ def applied_ticket(args: argparse.Namespace, device: torch.device):
     generator, call = ticket_generator(ticket, model, sample_steps=args.sample_steps)
     if args.latent_shape or args.generate:
         call = LatentCall(tuple(args.latent_shape) if args.latent_shape else call.latent_shape,
-                          args.generate or call.generate)
+                          args.generate or call.generate, call.prior)
     return ticket, generator.to(device), call
 
 
@@ -255,7 +255,7 @@ def _eval(args: argparse.Namespace) -> None:
     _, generator, call = applied_ticket(args, device)
     real = load_images(args.data)
     metrics = evaluate(generator, real, evaluation_net(device, args.features, real.shape[1]), n=args.n,
-                       latent_shape=call.latent_shape, generate=call.generate, seed=args.seed)
+                       latent_shape=call.latent_shape, generate=call.generate, prior=call.prior, seed=args.seed)
     print(json.dumps(metrics, indent=2))
 
 

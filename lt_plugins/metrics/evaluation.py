@@ -12,7 +12,7 @@ from torch import nn
 from .._io import cache_dir, read_cached_tensors, write_cached_tensors
 from ..data import images_fingerprint, iter_batches, load_images
 from ..features import feature_key
-from ..generate import LatentCall, as_latent_shape
+from ..generate import LatentCall, LatentMixture, as_latent_shape
 from .distances import _as_rows, frechet_distance_from_stats, gaussian_fit, prdc
 from .recognition import RECOGNISABLE_THRESHOLD, class_coverage
 
@@ -30,6 +30,7 @@ def evaluate(
     latent_dim: int | None = None,
     latent_shape: tuple[int, ...] | None = None,
     generate: Any = None,
+    prior: LatentMixture | None = None,
     batch_size: int = 250,
     device: str | torch.device | None = None,
     seed: int = 0,
@@ -39,8 +40,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Fréchet distance and PRDC of ``n`` generated vs the given real images.
 
-    Latents ``z ~ N(0, 1)`` of shape ``(n, *latent_shape)`` (``latent_dim=d``: ``(n, d)``) come
-    from a CPU ``torch.Generator(seed)`` (so the same on every device and batch size) and are fed
+    Latents ``z ~ N(0, 1)`` (or from ``prior``, a ticket's `lt_plugins.generate.LatentMixture`) of
+    shape ``(n, *latent_shape)`` (``latent_dim=d``: ``(n, d)``) come from a CPU
+    ``torch.Generator(seed)`` (so the same on every device and batch size) and are fed
     in batches through ``generate(generator, z)`` (default ``generator(z)``; see
     `lt_plugins.generate.LatentCall`, which a ticket records). Both
     networks run in eval mode on ``device`` (default: the generator's) and get their
@@ -78,7 +80,7 @@ def evaluate(
     """
     if n < k + 1 or batch_size < 1:
         raise ValueError(f"n={n} must exceed k={k} and batch_size={batch_size} must be >= 1.")
-    call = latent_call(latent_dim, latent_shape, generate)
+    call = latent_call(latent_dim, latent_shape, generate, prior)
     device = torch.device(device) if device is not None else next(generator.parameters(), torch.empty(0)).device
     generator.to(device)
     feature_net.to(device)
@@ -223,18 +225,19 @@ def _real_statistics(
     return (mean + shift, cov), kept
 
 
-def latent_call(latent_dim: int | None, latent_shape: Any, generate: Any) -> LatentCall:
-    """The `LatentCall` of a metric's ``latent_dim`` / ``latent_shape`` / ``generate`` arguments."""
+def latent_call(latent_dim: int | None, latent_shape: Any, generate: Any,
+                prior: LatentMixture | None = None) -> LatentCall:
+    """The `LatentCall` of a metric's ``latent_dim`` / ``latent_shape`` / ``generate`` / ``prior`` arguments."""
     shape = as_latent_shape(latent_shape, latent_dim)
     if shape is None:
         raise ValueError("The metrics need the latents' shape: latent_dim=d, or latent_shape=(...) (a ticket's .call has it).")
-    return LatentCall(shape, generate)
+    return LatentCall(shape, generate, prior)
 
 
 def generated(
     generator: nn.Module, call: LatentCall, n: int, batch_size: int, device: torch.device, seed: int
 ) -> Iterator[torch.Tensor]:
-    """``n`` generated images in batches, from latents ``N(0, 1)`` drawn on a CPU
+    """``n`` generated images in batches, from latents (``call.latents``) drawn on a CPU
     ``torch.Generator(seed)`` and turned into images by ``call``; noise the generator draws
     itself (StyleGAN's per-pixel noise) comes from the seed too, without touching the
     caller's random state."""

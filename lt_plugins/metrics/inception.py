@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data import iter_batches, load_images
+from ..generate import LatentMixture
 from .evaluation import eval_modes, generated, latent_call
 
 
@@ -22,6 +23,7 @@ def inception_metrics(
     latent_dim: int | None = None,
     latent_shape: tuple[int, ...] | None = None,
     generate: Any = None,
+    prior: LatentMixture | None = None,
     weights: str | Path | None = None,
     batch_size: int = 100,
     device: str | torch.device | None = None,
@@ -77,7 +79,8 @@ def inception_metrics(
         warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save all extracted features")
         kid = KernelInceptionDistance(feature=nn.Identity(), subsets=kid_subsets, subset_size=kid_subset_size)
     with eval_modes(generator.to(device)):
-        for fake in generated(generator, latent_call(latent_dim, latent_shape, generate), n, batch_size, device, seed):
+        call = latent_call(latent_dim, latent_shape, generate, prior)
+        for fake in generated(generator, call, n, batch_size, device, seed):
             feats = inception(_as_uint8_rgb(fake)).double()
             fid.update(feats, real=False)
             kid.update(feats.cpu(), real=False)

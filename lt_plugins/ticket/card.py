@@ -220,11 +220,18 @@ def render_card(ticket: Ticket, repo_id: str | None, samples_name: str | None) -
         samples=samples_name,
         where=repo_id or "path/to/this/folder",
         apply_line=apply_line,
+        prior=_prior_text(ticket.call.prior) if ticket.call is not None and ticket.call.prior else None,
         rebuilt=rebuilt,
         facts=facts,
         metrics=[(k, format_number(v)) for k, v in sorted(found.items())],
         settings=[(k, format_number(v)) for k, v in sorted(ticket.metrics.items()) if k not in found],
     ))
+
+
+def _prior_text(prior: Any) -> str:
+    """The card's words for a `lt_plugins.generate.LatentMixture`."""
+    return (f"a mixture of {prior.components} Gaussians (separation {prior.separation}, seed {prior.seed}), "
+            "not N(0, 1)")
 
 
 def _origin(ticket: Ticket) -> tuple[str, str, tuple[str, str]]:

@@ -22,11 +22,11 @@ from ..masking import masks as current_masks
 from ..masking import masked_parameters, weight_scales, wrap_config, wrapped_root
 from . import card, hub
 from .format import (
-    BIT_ORDER, CARD_NAME, CONFIG_NAME, FORMAT, FORMAT_VERSION, KEPT_NAME, MASKS_NAME, OLD_SAMPLES_NAME,
+    BIT_ORDER, CARD_NAME, CONFIG_NAME, FORMAT, KEPT_NAME, MASKS_NAME, OLD_SAMPLES_NAME,
     REMAINDER_NAME, SAMPLES_NAME, TICKET_FILES, TicketError, _check_base, _check_metrics, _check_names,
     _describe_objective, _environment, _fail, _get, _kept_limit, _load_tensors, _masks_limit, _parse_base,
     _parse_call, _parse_targets, _read_binary, _read_config, decode_mask, dtype_name, encode_mask, expected_kept,
-    file_entry,
+    file_entry, written_format_version,
 )
 from .rebuild import _remainder, apply_ticket
 
@@ -252,7 +252,7 @@ class Ticket:
             files[SAMPLES_NAME] = card.thumbnail_bytes(self.samples)
         config = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": written_format_version(self.call),
             "created_with": self.created_with,
             "model": self.spec,
             "ticket_config": self.config.to_dict(),
