@@ -87,7 +87,8 @@ class SearchJob:
         LatentMixture.components, "draw the latents from a mixture of this many Gaussians (lt.LatentMixture), "
         "so blends of two classes fall in the gaps between components; 0: N(0, 1)", metavar="K")
     latent_separation: float = _option(LatentMixture.separation,
-                                       "weight of the mixture's component means in each latent, in [0, 1)")
+                                       "weight of the mixture's component means in each latent, in [0, 1)",
+                                       metavar="S")
     metric_features: str = _option(
         "auto", "feature network of the reported FD/PRDC, another than --features; auto: mnist:1 for grey data "
                 "(also gives the recognisable share), for RGB a seeded random-init ResNet-18 (resnet18_random), "

@@ -33,6 +33,7 @@ def test_defaults_come_from_the_library_not_repeated_literals():
         assert getattr(job, name) == config[name].default
     for name in ("batch_size", "checkpoint_every", "lr"):
         assert getattr(job, name) == search[name].default
+    assert (job.latent_components, job.latent_separation) == (lt.LatentMixture.components, lt.LatentMixture.separation)
 
 
 def test_flags_parse_into_a_job():
