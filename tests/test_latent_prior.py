@@ -144,3 +144,13 @@ def test_a_reader_of_format_3_refuses_a_prior_ticket_and_still_reads_one_without
     with pytest.raises(lt.ticket.TicketError, match="format version 4.*pip install -U lt-plugins"):
         lt.Ticket.from_pretrained(a)
     assert lt.Ticket.from_pretrained(b).call.prior is None
+
+
+def test_a_recorded_prior_missing_a_field_is_refused_not_filled_with_a_default(tmp_path):
+    ticket = lt.TicketSearch(small_dcgan(), moments(), prior=PRIOR, batch_size=8, progress=False).run(REAL, steps=1)
+    path = ticket.save_pretrained(tmp_path / "t") / "ticket_config.json"
+    config = json.loads(path.read_text())
+    del config["generator_call"]["prior"]["seed"]
+    path.write_text(json.dumps(config))
+    with pytest.raises(lt.ticket.TicketError, match=r"'prior'.*\['components', 'separation', 'seed'\]"):
+        lt.Ticket.from_pretrained(tmp_path / "t")

@@ -20,6 +20,7 @@ import torch
 from .format import MAX_SAMPLES_BYTES, MAX_SAMPLES_PIXELS, SAMPLES_NAME, TicketError, _read_binary
 
 if TYPE_CHECKING:
+    from ..generate import LatentMixture
     from .core import Ticket
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
@@ -228,7 +229,7 @@ def render_card(ticket: Ticket, repo_id: str | None, samples_name: str | None) -
     ))
 
 
-def _prior_text(prior: Any) -> str:
+def _prior_text(prior: LatentMixture) -> str:
     """The card's words for a `lt_plugins.generate.LatentMixture`."""
     return (f"a mixture of {prior.components} Gaussians (separation {prior.separation}, seed {prior.seed}), "
             "not N(0, 1)")

@@ -20,6 +20,7 @@ the file decides: a hostile file can neither blow up memory nor loop.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -449,8 +450,9 @@ def _parse_call(data: dict) -> LatentCall | None:
     if generate is not None and not isinstance(generate, str):
         raise _fail("'generator_call'.'generate'", "must be a 'module:function' string or null.")
     prior = call.get("prior")
-    if prior is not None and (not isinstance(prior, dict) or set(prior) != {"components", "separation", "seed"}):
-        raise _fail("'generator_call'.'prior'", "must be an object with 'components', 'separation' and 'seed'.")
+    fields = [f.name for f in dataclasses.fields(LatentMixture)]
+    if prior is not None and (not isinstance(prior, dict) or set(prior) != set(fields)):
+        raise _fail("'generator_call'.'prior'", f"must be an object with exactly the keys {fields}.")
     try:
         return LatentCall(tuple(call["latent_shape"]), generate, LatentMixture(**prior) if prior else None)
     except (TypeError, ValueError) as err:
