@@ -31,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers import DDPMScheduler
 from torchvision.utils import save_image
 
 import lt_plugins as lt
 from lt_plugins.diffusion import DDIMGenerator
+from lt_plugins.generate import LatentCall, LatentMixture
 from lt_plugins.features import feature_net, mnist_feature_net
 from lt_plugins.metrics import evaluate
 from lt_plugins.objectives import DenoisingObjective
+from lt_plugins.objectives.denoising import PREDICTION_TYPES
 from lt_plugins.recipes import DIFFUSION_MOMENT_FEATURES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,11 +71,14 @@ def objective_of(task: dict[str, Any]) -> DenoisingObjective:
     """The task's DDPM loss, plus moment matching of ``task["moment_features"]`` on ``task["moment_steps"]``-step
     DDIM samples (differentiated through the sampler) with weight ``task["moment_weight"]`` when that is not 0."""
     weight = task.get("moment_weight", 0.0)
+    scheduler = DDPMScheduler(prediction_type=task.get("prediction_type", "epsilon"))
     if not weight:
-        return DenoisingObjective(seed=task["seed"])
+        return DenoisingObjective(scheduler, seed=task["seed"])
     moments = lt.MomentMatching(feature_net(task["moment_features"]))
-    return DenoisingObjective(seed=task["seed"], moments=moments, moment_weight=weight,
-                              moment_steps=task["moment_steps"], moment_batch=task["batch"])
+    prior = (LatentMixture(task["latent_components"], task["latent_separation"], task["seed"])
+             if task.get("latent_components") else None)
+    return DenoisingObjective(scheduler, seed=task["seed"], moments=moments, moment_weight=weight,
+                              moment_steps=task["moment_steps"], moment_batch=task["batch"], prior=prior)
 
 
 def measure(unet: torch.nn.Module, objective: DenoisingObjective, task: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -82,11 +88,11 @@ def measure(unet: torch.nn.Module, objective: DenoisingObjective, task: dict[str
     for steps in task["sample_steps"]:
         generator = DDIMGenerator(unet, objective.scheduler, steps=steps)
         metrics = evaluate(generator, "mnist", mnist_feature_net(seed=1), n=task["eval_samples"],
-                           latent_dim=generator.latent_dim, seed=task["seed"])
-        by_steps[str(steps)] = {key: metrics[key] for key in ("fd", "recognisable", "rarest_class")}
+                           latent_dim=generator.latent_dim, prior=objective.prior, seed=task["seed"])
+        by_steps[str(steps)] = {key: metrics[key] for key in ("fd", "recognisable", "rarest_class", "recall")}
         if "samples" in task:
             with torch.no_grad():
-                z = torch.randn(64, generator.latent_dim, generator=torch.Generator().manual_seed(0))
+                z = LatentCall((generator.latent_dim,), prior=objective.prior).latents(64, torch.Generator().manual_seed(0))
                 path = Path(task["samples"].format(steps=steps))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image(generator(z), path, nrow=8, normalize=True, value_range=(-1, 1))
@@ -110,15 +116,24 @@ def main() -> None:
     parser.add_argument("--dense-lr", type=float, default=1e-3, help="Adam lr of dense training")
     parser.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (DDPM training's 0.9, not the GANs' 0.5)")
     parser.add_argument("--sample-steps", nargs="+", type=int, default=[8, 25], help="DDIM steps per sample")
+    parser.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
+                        help="what the UNet predicts: the noise, v (Salimans & Ho) or the clean image")
     parser.add_argument("--moment-weight", type=float, default=0.0,
                         help="weight of moment matching on few-step DDIM samples, added to the DDPM loss; 0: none")
     parser.add_argument("--moment-steps", type=int, default=4, help="DDIM steps of the samples the moment term sees")
     parser.add_argument("--moment-features", default=DIFFUSION_MOMENT_FEATURES,
                         help="the moment term's feature networks (feature_net names)")
+    parser.add_argument("--latent-components", type=int, default=0,
+                        help="the moment term's and the samples' starting noise from a mixture of this many "
+                             "Gaussians (lt.LatentMixture; 0: N(0, 1))")
+    parser.add_argument("--latent-separation", type=float, default=LatentMixture.separation,
+                        help="weight of the mixture's component means")
     parser.add_argument("--eval-samples", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
+    if args.latent_components and not args.moment_weight:
+        parser.error("--latent-components sets the noise the moment term's samples start from; give --moment-weight too.")
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = []
     for density in args.densities:
@@ -127,18 +142,24 @@ def main() -> None:
                     "batch": args.batch, "lr": args.lr, "dense_lr": args.dense_lr, "beta1": args.beta1,
                     "sample_steps": args.sample_steps, "eval_samples": args.eval_samples,
                     "work": str(args.out / "quality_unet_runs" / f"{_label(density).rstrip('%')}_{seed}")}
+            if args.prediction_type != "epsilon":  # only when set: rows of earlier grids stay finished
+                task["prediction_type"] = args.prediction_type
             if args.moment_weight:
                 task.update(moment_weight=args.moment_weight, moment_steps=args.moment_steps,
                             moment_features=args.moment_features)
+            if args.latent_components:
+                task.update(latent_components=args.latent_components, latent_separation=args.latent_separation)
             if seed == args.seeds[0]:
                 task["samples"] = str(args.out / "quality_unet_samples" / f"{_label(density)}_ddim{{steps}}.png")
             tasks.append(task)
     rows = run_grid(tasks, args.out / "quality_unet.jsonl", args.workers, runner=run)
     moment_term = (f" + {args.moment_weight:g} x moment matching of {args.moment_features} on {args.moment_steps}-step "
                    "DDIM samples" if args.moment_weight else "")
+    if args.latent_components:
+        moment_term += f" from noise of {args.latent_components} Gaussians (separation {args.latent_separation})"
     report(per_sampler(rows), args.out, "quality_unet",
-           f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising (epsilon, 1000 linear "
-           f"steps){moment_term}, Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",
+           f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising ({args.prediction_type}, "
+           f"1000 linear steps){moment_term}, Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",
            args.eval_samples, runs=rows)
     sheet = [(f"{steps}-step DDIM", [(_label(t["density"]), t["samples"].format(steps=steps)) for t in tasks if "samples" in t])
              for steps in args.sample_steps]

@@ -12,6 +12,7 @@ diffusers' DDIMPipeline); FD of DDIM samples is measured with a feature network 
 
     python examples/unet_ddpm_mnist.py                      # a few minutes on a laptop CPU
     python examples/unet_ddpm_mnist.py --density 0.3 --moment-weight 1 --sample-steps 4 --out out/unet30
+    python examples/unet_ddpm_mnist.py --moment-weight 1 --prediction-type sample --sample-steps 4 --out out/unet_x0
     python examples/unet_ddpm_mnist.py --push me/unet-mnist-10pct
 """
 
@@ -32,6 +33,7 @@ from lt_plugins.diffusion import DDIMGenerator, sample
 from lt_plugins.features import feature_net, mnist_feature_net
 from lt_plugins.metrics import evaluate
 from lt_plugins.objectives import DenoisingObjective
+from lt_plugins.objectives.denoising import PREDICTION_TYPES
 from lt_plugins.recipes import DIFFUSION_MOMENT_FEATURES
 
 
@@ -53,8 +55,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=None,
                         help="Adam learning rate of the scores (default: the UNet family's, 3e-3; 0.1, right for GANs, stalls a UNet)")
     parser.add_argument("--sample-steps", type=int, default=8, help="DDIM steps per sample (default: %(default)s)")
+    parser.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
+                        help="what the UNet predicts: the noise (DDPM's), v, or the clean image ('sample'), which keeps "
+                             "few-step DDIM samples clean under the moment term (README; default: %(default)s)")
     parser.add_argument("--moment-weight", type=float, default=0.0,
                         help="weight of feature moment matching on 4-step DDIM samples; 0 turns it off (default: %(default)s)")
+    parser.add_argument("--latent-components", type=int, default=0,
+                        help="start the moment term's samples (and the ticket's) from noise drawn from a mixture of this "
+                             "many Gaussians, lt.LatentMixture (0: N(0, 1); default: %(default)s)")
     parser.add_argument("--eval-samples", type=int, default=500,
                         help="FD on this many generated vs as many real images (default: %(default)s)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -69,9 +77,13 @@ def main(argv: list[str] | None = None) -> float:
     args = parse_args(argv)
     device = args.device
     moments = lt.MomentMatching(feature_net(DIFFUSION_MOMENT_FEATURES, device=device)) if args.moment_weight else None
+    if args.latent_components and not moments:
+        raise SystemExit("--latent-components sets the noise the moment term's samples start from; give --moment-weight too.")
+    prior = lt.LatentMixture(args.latent_components, seed=args.seed) if args.latent_components else None
     # The diffusers family's defaults: convolutions, attention and time embedding masked, scale_fan=False.
-    return denoising_example(args, make_unet, DDPMScheduler(num_train_timesteps=1000), rebuild=lambda: None,
-                             moments=moments, moment_weight=args.moment_weight)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type=args.prediction_type)
+    return denoising_example(args, make_unet, scheduler, rebuild=lambda: None,
+                             moments=moments, moment_weight=args.moment_weight, prior=prior)
 
 
 def denoising_example(
@@ -90,12 +102,13 @@ def denoising_example(
     """
     out = Path(args.out)
     real = load_mnist(image_size=32)
+    prior = objective_kwargs.get("prior")  # the starting noise of the samples, when not N(0, 1)
 
     def fd_of(unet: nn.Module) -> float:
         # DDIM (eta = 0) maps the starting noise to an image: a generator of latents like any other.
         generator = DDIMGenerator(unet, scheduler, steps=args.sample_steps, sample_shape=sample_shape)
         return evaluate(generator, real[: args.eval_samples], mnist_feature_net(args.device, seed=1),
-                        n=args.eval_samples, latent_dim=generator.latent_dim)["fd"]
+                        n=args.eval_samples, latent_dim=generator.latent_dim, prior=prior)["fd"]
 
     torch.manual_seed(args.seed)  # seeds the model's own init: what the ticket seed does not redraw (biases, norms)
     unet = lt.wrap(make_unet(), lt.TicketConfig(density=args.density, seed=args.seed)).to(args.device)
@@ -114,7 +127,8 @@ def denoising_example(
         print(f"pushed: {ticket.push_to_hub(args.push).commit_url}")
 
     rebuilt = lt.Ticket.from_pretrained(out / "ticket").apply(rebuild()).to(args.device)
-    images = sample(rebuilt, 64, steps=args.sample_steps, generator=0, scheduler=scheduler, sample_shape=sample_shape)
+    images = sample(rebuilt, 64, steps=args.sample_steps, generator=0, scheduler=scheduler, sample_shape=sample_shape,
+                    prior=prior)
     save_image(images, out / "samples.png", normalize=True, value_range=(-1, 1))
     print(f"FD random init {fd_random:.2f} -> ticket ({lt.density(unet).overall:.0%} of weights) {fd:.2f}  "
           f"[{args.eval_samples} {args.sample_steps}-step DDIM samples vs {args.eval_samples} real, "

@@ -28,6 +28,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from .generate import LatentCall, LatentMixture
+
 DEFAULT_SAMPLE_STEPS = 8
 # Few-step DDIM needs "trailing" spacing: its first step is at t = T - 1 (pure noise), where
 # diffusers' default "leading" spacing starts 1000/steps steps early.
@@ -127,8 +129,8 @@ def denoise(unet: Callable[..., Any], noise: torch.Tensor, scheduler: Any, steps
 class DDIMGenerator(nn.Module):
     """A UNet and a few DDIM steps as a generator: noise ``z`` -> images in [-1, 1].
 
-    ``z`` is (N, C·H·W) standard-normal noise (or already (N, C, H, W)); the output is
-    deterministic in ``z`` and differentiable with respect to the UNet (and its scores). Use
+    ``z`` is (N, C·H·W) noise (or already (N, C, H, W)), standard normal or from the objective's prior;
+    the output is deterministic in ``z`` and differentiable with respect to the UNet (and its scores). Use
     it wherever a generator of latents is expected, e.g.
     ``lt_plugins.metrics.evaluate(DDIMGenerator(unet), ..., latent_dim=g.latent_dim)``.
 
@@ -215,6 +217,7 @@ def sample(
     scheduler: Any = None,
     batch_size: int = 256,
     sample_shape: Sequence[int] | None = None,
+    prior: LatentMixture | None = None,
 ) -> torch.Tensor:
     """``n`` images (N, C, H, W) in [-1, 1] from ``unet`` with ``steps`` DDIM steps (`denoise`, under ``no_grad``).
 
@@ -223,8 +226,9 @@ def sample(
     one; the noise is drawn on the CPU (as diffusers' ``randn_tensor`` does), so every device
     starts from the same ``x_T``. For a diffusers UNet the images are those of diffusers'
     ``DDIMPipeline`` (`pipeline`) with that generator, and for any UNet those of
-    ``DDIMGenerator(unet, scheduler, steps)(z)`` for that noise. The UNet runs in eval mode and
-    gets its mode back.
+    ``DDIMGenerator(unet, scheduler, steps)(z)`` for that noise. With ``prior`` (a
+    `lt_plugins.generate.LatentMixture`, as `lt_plugins.objectives.DenoisingObjective` takes), ``x_T``
+    is drawn from that mixture instead. The UNet runs in eval mode and gets its mode back.
 
     Example:
         >>> from diffusers import UNet2DModel
@@ -239,6 +243,7 @@ def sample(
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
     ddim = scheduler if _is_ddim(scheduler) else ddim_scheduler(scheduler)
+    noise = LatentCall(shape, prior=prior)
     param = next((p for p in unet.parameters() if p.is_floating_point()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
@@ -247,8 +252,7 @@ def sample(
     try:
         with torch.no_grad():
             batches = [
-                denoise(unet, torch.randn(min(batch_size, n - start), *shape, generator=generator, dtype=dtype).to(device),
-                        ddim, steps)
+                denoise(unet, noise.latents(min(batch_size, n - start), generator).to(device, dtype), ddim, steps)
                 for start in range(0, n, batch_size)
             ]
     finally:
@@ -256,17 +260,25 @@ def sample(
     return torch.cat(batches)
 
 
-def scheduler_from(description: dict[str, Any] | None) -> Any:
-    """The ``DDPMScheduler`` an objective's ``describe()["scheduler"]`` records (default: ``DDPMScheduler()``).
+def scheduler_from(description: dict[str, Any] | None, prediction_type: str = "epsilon") -> Any:
+    """The ``DDPMScheduler`` an objective's ``describe()["scheduler"]`` records (default: ``DDPMScheduler()``), for a
+    UNet that predicts ``prediction_type`` (the objective's ``describe()["prediction_type"]``).
 
     Example:
         >>> scheduler_from({"class": "DDPMScheduler", "num_train_timesteps": 500, "beta_schedule": "linear"}).config.num_train_timesteps
         500
+        >>> scheduler_from(None, "v_prediction").config.prediction_type
+        'v_prediction'
     """
     from diffusers import DDPMScheduler
 
+    from .objectives.denoising import PREDICTION_TYPES
+
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type={prediction_type!r} is not one the package samples; "
+                         f"it is one of {list(PREDICTION_TYPES)}.")
     if not isinstance(description, dict):
-        return DDPMScheduler()
+        return DDPMScheduler(prediction_type=prediction_type)
     keys = ("num_train_timesteps", "beta_start", "beta_end")
     kwargs = {k: description[k] for k in keys if isinstance(description.get(k), (int, float))}
     betas = description.get("trained_betas")
@@ -274,4 +286,4 @@ def scheduler_from(description: dict[str, Any] | None) -> Any:
         kwargs.update(trained_betas=betas, num_train_timesteps=len(betas))
     elif isinstance(description.get("beta_schedule"), str) and description["beta_schedule"] != "trained_betas":
         kwargs["beta_schedule"] = description["beta_schedule"]
-    return DDPMScheduler(**kwargs)
+    return DDPMScheduler(**kwargs, prediction_type=prediction_type)

@@ -221,7 +221,8 @@ def ticket_generator(ticket: Any, model: nn.Module, *, sample_steps: int | None 
 
     A latent generator is the model itself, called as the ticket recorded (`LatentCall`), else as its
     family reads it off the model. A UNet becomes a `lt_plugins.diffusion.DDIMGenerator` over the noise
-    schedule its objective recorded, its latents noise of the sample shape.
+    schedule its objective recorded, its latents noise of the sample shape (from the prior the objective
+    recorded, if any).
 
     Example:
         >>> import lt_plugins as lt
@@ -234,11 +235,14 @@ def ticket_generator(ticket: Any, model: nn.Module, *, sample_steps: int | None 
 
     if ticket.spec["family"] in DENOISING_FAMILIES:
         from .diffusion import DDIMGenerator, sample_shape_of, scheduler_from
+        from .ticket.sampling import parse_prior
 
         objective = ticket.objective if isinstance(ticket.objective, dict) else {}
         shape = sample_shape_of(model, objective.get("sample_shape"))
         steps = sample_steps or objective.get("sample_steps") or 8
-        return DDIMGenerator(model, scheduler_from(objective.get("scheduler")), steps, sample_shape=shape), LatentCall(shape)
+        noise = LatentCall(shape, prior=parse_prior(objective.get("prior"), "'objective'.'prior'"))
+        scheduler = scheduler_from(objective.get("scheduler"), objective.get("prediction_type", "epsilon"))
+        return DDIMGenerator(model, scheduler, steps, sample_shape=shape), noise
     if ticket.call is not None:
         return model, ticket.call
     shape = get_adapter(ticket.spec["family"]).latent_shape(model)

@@ -153,8 +153,8 @@ class SearchLoop:
                     "(CLI: --latent-shape 100 1 1)."
                 )
         if prior is not None and shape is None:
-            raise ValueError(f"prior={prior!r} draws latents, but {type(objective).__name__} feeds the model itself "
-                             "(a diffusion UNet samples from noise): leave prior=None.")
+            raise ValueError(f"prior={prior!r} draws latents, but {type(objective).__name__} feeds the model itself: "
+                             "leave prior=None here (a UNet's moment term takes it: DenoisingObjective(prior=...)).")
         self.call = LatentCall(shape, generate, prior) if shape is not None else None
         self.generator = generator
         self.objective = objective

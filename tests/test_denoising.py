@@ -161,6 +161,20 @@ def test_sample_gives_the_images_of_diffusers_ddim_pipeline(schedule):
     torch.testing.assert_close(ours, theirs * 2 - 1, rtol=0, atol=2e-7)
 
 
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_a_ticket_is_sampled_with_the_prediction_type_it_was_searched_with(prediction_type, tmp_path):
+    from lt_plugins.generate import ticket_generator
+
+    objective = DenoisingObjective(DDPMScheduler(prediction_type=prediction_type), sample_steps=2)
+    search = lt.TicketSearch(_wrapped(), objective, batch_size=8, n_samples=2, progress=False)
+    loaded = lt.Ticket.from_pretrained(search.run(_real(), steps=1).save_pretrained(tmp_path / "t"))
+    sampler, _ = ticket_generator(loaded, loaded.apply().eval())
+    assert sampler.scheduler.config.prediction_type == prediction_type
+    with torch.no_grad():  # the images eval and sample measure are the searched network's own
+        assert torch.equal(sampler(torch.randn(2, 256, generator=torch.Generator().manual_seed(0))),
+                           objective.sample(search.generator, 2, generator=0))
+
+
 def test_a_noise_schedule_of_your_own_as_betas_or_trained_betas():
     betas = cosine_beta_schedule(1000)
     as_betas = DenoisingObjective(betas, seed=5)

@@ -14,7 +14,8 @@ TINY = ["--steps", "2", "--batch-size", "8", "--eval-samples", "16", "--device",
 CASES = {
     "dcgan_mnist": TINY,
     "stylegan_mnist": TINY,
-    "unet_ddpm_mnist": [*TINY, "--sample-steps", "2", "--moment-weight", "0.01"],
+    "unet_ddpm_mnist": [*TINY, "--sample-steps", "2", "--moment-weight", "0.01", "--latent-components", "4",
+                        "--prediction-type", "sample"],
     "stylegan2_equalized": TINY,
     "unet_xt": [*TINY, "--sample-steps", "2"],
 }

@@ -154,3 +154,109 @@ def test_a_recorded_prior_missing_a_field_is_refused_not_filled_with_a_default(t
     path.write_text(json.dumps(config))
     with pytest.raises(lt.ticket.TicketError, match=r"'prior'.*\['components', 'separation', 'seed'\]"):
         lt.Ticket.from_pretrained(tmp_path / "t")
+
+
+# A UNet's starting noise: few-step DDIM is a map x_T -> image, and its moment term may draw x_T from a prior.
+
+def small_unet():
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8), norm_num_groups=4,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    return lt.wrap(unet, lt.TicketConfig(density=0.3))
+
+
+class Recorded(lt.Objective):
+    """Moment matching that keeps the last images it scored."""
+
+    def __init__(self):
+        self.inner = moments()
+
+    def prepare(self, real, device):
+        self.inner.prepare(real, device)
+
+    def describe(self):
+        return self.inner.describe()
+
+    def __call__(self, images):
+        self.images = images.detach()
+        return self.inner(images)
+
+
+def denoising(prior=PRIOR, **kwargs):
+    from lt_plugins.objectives import DenoisingObjective
+
+    return DenoisingObjective(moments=Recorded(), moment_steps=2, sample_steps=2, prior=prior, **kwargs)
+
+
+def test_a_unet_s_moment_term_starts_from_the_prior_s_noise():
+    def spread(prior):
+        objective = denoising(prior)
+        objective.prepare(REAL, torch.device("cpu"))
+        objective(small_unet(), 16)
+        return float(objective.moments.images.var(0).mean())
+
+    # One component, almost all mean: every x_T is nearly the same, and the 2-step samples much alike (the
+    # random UNet amplifies what is left of the noise, sd 0.14: a quarter of N(0, I)'s spread here, not ~0).
+    assert spread(LatentMixture(components=1, separation=0.99)) < 0.5 * spread(None)
+
+
+def test_a_unet_ticket_records_its_prior_and_samples_with_it(tmp_path):
+    from lt_plugins.diffusion import DDIMGenerator, sample
+    from lt_plugins.generate import ticket_generator
+
+    search = lt.TicketSearch(small_unet(), denoising(), batch_size=8, n_samples=4, progress=False)
+    folder = search.run(REAL, steps=1).save_pretrained(tmp_path / "t")
+    config = json.loads((folder / "ticket_config.json").read_text())
+    assert config["format_version"] == 4 and config["objective"]["prior"] == PRIOR.to_dict()
+    loaded = lt.Ticket.from_pretrained(folder)
+    sampler, noise = ticket_generator(loaded, loaded.apply().eval())
+    assert noise.prior == PRIOR and noise.latent_shape == (1, 8, 8)
+    z = noise.latents(6, torch.Generator().manual_seed(0))
+    searched = DDIMGenerator(search.generator.eval(), search.objective.scheduler, steps=2)
+    with torch.no_grad():
+        assert torch.equal(sampler(z), searched(z))
+    # the sample grids start from the prior too
+    grid = search.objective.sample(search.generator, 6, generator=0)
+    assert torch.equal(grid, sample(search.generator, 6, steps=2, generator=0, prior=PRIOR))
+    assert not torch.equal(grid, sample(search.generator, 6, steps=2, generator=0))
+
+
+def test_the_card_of_a_unet_ticket_samples_with_its_prior(tmp_path):
+    from lt_plugins.diffusion import sample
+
+    search = lt.TicketSearch(small_unet(), denoising(), batch_size=8, progress=False)
+    folder = search.run(REAL, steps=1).save_pretrained(tmp_path / "t")
+    snippet = (folder / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    assert "x_T: a mixture of 5 Gaussians (separation 0.8, seed 3)" in snippet
+    scope: dict = {}
+    exec(snippet.replace("path/to/this/folder", str(folder)), scope)
+    assert torch.equal(scope["images"], sample(search.generator, 16, steps=2, generator=0, prior=PRIOR))
+
+
+def test_a_unet_ticket_s_malformed_prior_is_refused(tmp_path):
+    ticket = lt.TicketSearch(small_unet(), denoising(), batch_size=8, progress=False).run(REAL, steps=1)
+    path = ticket.save_pretrained(tmp_path / "t") / "ticket_config.json"
+    config = json.loads(path.read_text())
+    config["objective"]["prior"]["components"] = 0
+    path.write_text(json.dumps(config))
+    with pytest.raises(lt.ticket.TicketError, match="'objective'.'prior'.*components=0"):
+        lt.Ticket.from_pretrained(tmp_path / "t")
+
+
+def test_resuming_a_unet_search_with_another_prior_is_refused(tmp_path):
+    settings = dict(batch_size=8, progress=False, output_dir=tmp_path, checkpoint_every=1)
+    lt.TicketSearch(small_unet(), denoising(), **settings).run(REAL, steps=2)
+    other = lt.TicketSearch(small_unet(), denoising(LatentMixture(6, 0.8, 3)), **settings)
+    with pytest.raises(CheckpointError, match="prior.components: checkpoint 5, this run 6"):
+        other.run(REAL, steps=2, resume=True)
+
+
+def test_a_unet_prior_needs_a_moment_term_and_must_be_a_mixture():
+    from lt_plugins.objectives import DenoisingObjective
+
+    with pytest.raises(ValueError, match="no moment term: give moments="):
+        DenoisingObjective(prior=PRIOR)
+    with pytest.raises(TypeError, match="prior must be an lt_plugins.generate.LatentMixture"):
+        denoising(prior={"components": 5})

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..distributed import world
+from ..generate import LatentCall, LatentMixture
 from .base import ModelObjective, Objective
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -84,6 +85,11 @@ class DenoisingObjective(ModelObjective):
         moment_steps: DDIM steps of the samples it sees.
         moment_batch: samples per step for it (default: the search's batch size).
         sample_steps: DDIM steps of the sample grids (`sample`).
+        prior: start the moment term's samples, and the sample grids, from noise ``x_T`` drawn from this
+            `lt_plugins.generate.LatentMixture` instead of N(0, I) (the denoising loss keeps Gaussian noise).
+            Few-step DDIM is a continuous map from ``x_T`` to an image, like a GAN's generator, so N(0, I)
+            noise must land between digits and draw blends; the ticket records the prior, and
+            `lt_plugins.generate.ticket_generator` / ``lt-plugins eval`` sample with it.
 
     Example:
         >>> import torch, lt_plugins as lt
@@ -121,6 +127,7 @@ class DenoisingObjective(ModelObjective):
         moment_steps: int = 4,
         moment_batch: int | None = None,
         sample_steps: int = 8,
+        prior: LatentMixture | None = None,
     ) -> None:
         from ..diffusion import _checked_shape
 
@@ -143,6 +150,11 @@ class DenoisingObjective(ModelObjective):
         for name, value in sizes.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"DenoisingObjective({name}={value!r}) must be a positive integer.")
+        if prior is not None and not isinstance(prior, LatentMixture):
+            raise TypeError(f"prior must be an lt_plugins.generate.LatentMixture or None, got {type(prior).__name__}.")
+        if prior is not None and moments is None:
+            raise ValueError("prior= sets the noise the moment term's few-step samples start from, and there is no "
+                             "moment term: give moments= (e.g. lt.MomentMatching(features)) too, or leave prior=None.")
         self.seed = seed
         self.sampler = torch.Generator().manual_seed(seed)
         self.moments = moments
@@ -150,6 +162,7 @@ class DenoisingObjective(ModelObjective):
         self.moment_steps = moment_steps
         self.moment_batch = moment_batch
         self.sample_steps = sample_steps
+        self.prior = prior
         self.real: torch.Tensor | None = None
         self.device = torch.device("cpu")
         self._ddim: Any = None
@@ -272,7 +285,7 @@ class DenoisingObjective(ModelObjective):
         if self._ddim is None:
             self._ddim = ddim_scheduler(self.scheduler)
         batch = self.moment_batch or batch_size
-        z = torch.randn(batch * size, *shape, generator=self.sampler)[rank * batch : (rank + 1) * batch]
+        z = LatentCall(shape, prior=self.prior).latents(batch * size, self.sampler)[rank * batch : (rank + 1) * batch]
         return self.moments(denoise(model, z.to(self.device), self._ddim, self.moment_steps))
 
     @torch.no_grad()
@@ -290,7 +303,7 @@ class DenoisingObjective(ModelObjective):
 
         shape = self.check_model(model)
         return sample(getattr(model, "module", model), n, steps=self.sample_steps, generator=generator,
-                      scheduler=self.scheduler, sample_shape=shape)
+                      scheduler=self.scheduler, sample_shape=shape, prior=self.prior)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {"sampler": self.sampler.get_state()}
@@ -321,4 +334,6 @@ class DenoisingObjective(ModelObjective):
         if self.moments is not None:
             described.update(moments=self.moments.describe(), moment_weight=self.moment_weight,
                              moment_steps=self.moment_steps)
+        if self.prior is not None:  # only when set: tickets and checkpoints without one read as before
+            described["prior"] = self.prior.to_dict()
         return described

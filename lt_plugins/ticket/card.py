@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..generate import DENOISING_FAMILIES
 from .format import MAX_SAMPLES_BYTES, MAX_SAMPLES_PIXELS, SAMPLES_NAME, TicketError, _read_binary
+from .sampling import parse_prior
 
 if TYPE_CHECKING:
     from ..generate import LatentMixture
@@ -221,12 +223,28 @@ def render_card(ticket: Ticket, repo_id: str | None, samples_name: str | None) -
         samples=samples_name,
         where=repo_id or "path/to/this/folder",
         apply_line=apply_line,
-        prior=_prior_text(ticket.call.prior) if ticket.call is not None and ticket.call.prior else None,
+        sample_lines=_sample_lines(ticket),
         rebuilt=rebuilt,
         facts=facts,
         metrics=[(k, format_number(v)) for k, v in sorted(found.items())],
         settings=[(k, format_number(v)) for k, v in sorted(ticket.metrics.items()) if k not in found],
     ))
+
+
+def _sample_lines(ticket: Ticket) -> list[str]:
+    """The card's lines that sample the applied ``model`` with the latent prior the ticket records (a GAN's, or a
+    UNet's starting noise); none without a prior, where ``model(z)`` with z ~ N(0, 1) is what a reader expects."""
+    objective = ticket.objective if isinstance(ticket.objective, dict) else {}
+    if ticket.call is not None and ticket.call.prior is not None:
+        return [f"z = ticket.call.latents(16, torch.Generator().manual_seed(0))  # its latents: {_prior_text(ticket.call.prior)}",
+                "images = ticket.call(model.eval(), z)"]
+    if ticket.spec["family"] in DENOISING_FAMILIES and objective.get("prior") is not None:
+        prior = parse_prior(objective["prior"], "'objective'.'prior'")
+        return ["from lt_plugins.generate import ticket_generator",
+                f"sampler, noise = ticket_generator(ticket, model.eval())  # its DDIM sampler; x_T: {_prior_text(prior)}",
+                "with torch.no_grad():",
+                "    images = sampler(noise.latents(16, torch.Generator().manual_seed(0)))"]
+    return []
 
 
 def _prior_text(prior: LatentMixture) -> str:

@@ -25,10 +25,10 @@ from .format import (
     BIT_ORDER, CARD_NAME, CONFIG_NAME, FORMAT, KEPT_NAME, MASKS_NAME, OLD_SAMPLES_NAME,
     REMAINDER_NAME, SAMPLES_NAME, TICKET_FILES, TicketError, _check_base, _check_metrics, _check_names,
     _describe_objective, _environment, _fail, _get, _kept_limit, _load_tensors, _masks_limit, _parse_base,
-    _parse_call, _parse_targets, _read_binary, _read_config, decode_mask, dtype_name, encode_mask, expected_kept,
-    file_entry, written_format_version,
+    _parse_targets, _read_binary, _read_config, decode_mask, dtype_name, encode_mask, expected_kept, file_entry,
 )
 from .rebuild import _remainder, apply_ticket
+from .sampling import _parse_call, _parse_objective, written_format_version
 
 
 class Ticket:
@@ -252,7 +252,7 @@ class Ticket:
             files[SAMPLES_NAME] = card.thumbnail_bytes(self.samples)
         config = {
             "format": FORMAT,
-            "format_version": written_format_version(self.call),
+            "format_version": written_format_version(self.call, self.objective),
             "created_with": self.created_with,
             "model": self.spec,
             "ticket_config": self.config.to_dict(),
@@ -381,7 +381,7 @@ class Ticket:
             {t["name"]: t["fingerprint"] for t in targets},
             remainder,
             kept_weights=kept,
-            objective=data.get("objective"),
+            objective=_parse_objective(data),
             metrics=data.get("metrics") or {},
             samples=samples,
             created_with={str(k): str(v) for k, v in created_with.items()},

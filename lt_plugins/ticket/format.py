@@ -20,7 +20,6 @@ the file decides: a hostile file can neither blow up memory nor loop.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -37,13 +36,13 @@ from safetensors.torch import load as load_safetensors
 from ..base_model import BaseModel
 from ..config import TicketConfig
 from ..errors import LTPluginsError
-from ..generate import LatentCall, LatentMixture
 from ..masking import kept_count
 
 FORMAT = "lt_plugins.ticket"
 # 2 added "base", the pretrained base of a weight_init="keep" ticket; version 1 tickets have none.
 # 3 codes masks per tensor ("coding": packbits or rice) and stores samples as a small thumbnail.
-# 4 may record a latent prior ("generator_call": {"prior": ...}); see written_format_version.
+# 4 may record a latent prior ("generator_call": {"prior": ...}, or a UNet's "objective": {"prior": ...});
+# see sampling.written_format_version.
 FORMAT_VERSION = 4
 CONFIG_NAME = "ticket_config.json"
 MASKS_NAME = "masks.safetensors"
@@ -430,33 +429,6 @@ def _parse_targets(data: dict) -> list[dict[str, Any]]:
         raise _fail("'targets'", f"mask {total:,} weights, more than the {MAX_MODEL_VALUES:,} a ticket may hold "
                                  "(LT_PLUGINS_MAX_MODEL_VALUES raises the limit).")
     return targets
-
-
-def written_format_version(call: LatentCall | None) -> int:
-    """The version a ticket is written as: 4 only when it records a latent prior, else 3. Versions of
-    lt_plugins before priors then still read every ticket they can sample right, and refuse (asking for
-    an upgrade) one they would sample with N(0, 1) latents instead of its prior."""
-    return FORMAT_VERSION if call is not None and call.prior is not None else 3
-
-
-def _parse_call(data: dict) -> LatentCall | None:
-    """The recorded ``generator_call`` (latent shape, importable generate path), if any."""
-    call = data.get("generator_call")
-    if call is None:
-        return None
-    if not isinstance(call, dict) or not isinstance(call.get("latent_shape"), list):
-        raise _fail("'generator_call'", "must be an object with a 'latent_shape' list.")
-    generate = call.get("generate")
-    if generate is not None and not isinstance(generate, str):
-        raise _fail("'generator_call'.'generate'", "must be a 'module:function' string or null.")
-    prior = call.get("prior")
-    fields = [f.name for f in dataclasses.fields(LatentMixture)]
-    if prior is not None and (not isinstance(prior, dict) or set(prior) != set(fields)):
-        raise _fail("'generator_call'.'prior'", f"must be an object with exactly the keys {fields}.")
-    try:
-        return LatentCall(tuple(call["latent_shape"]), generate, LatentMixture(**prior) if prior else None)
-    except (TypeError, ValueError) as err:
-        raise _fail("'generator_call'", f"is invalid: {err}") from err
 
 
 def _parse_base(data: dict) -> BaseModel | None:
