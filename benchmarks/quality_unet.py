@@ -1,8 +1,8 @@
 """Diffusion tickets on MNIST: FD, recognisable share and rarest class of DDIM samples against density.
 
 The examples' diffusers UNet2DModel (``families.py``'s "unet", 686,769 weights), drawn from a seed:
-a ticket at each density searched with the DDPM denoising loss (epsilon prediction, 1000 linear
-steps; no weight is trained), and dense training (density 1) of the same network with the same
+a ticket at each density searched with the DDPM denoising loss (epsilon prediction by default, 1000
+linear steps; no weight is trained), and dense training (density 1) of the same network with the same
 loss and steps. Each is sampled with DDIM at every ``--sample-steps`` count and measured as
 ``quality.py`` measures the GANs: ``--eval-samples`` samples in the shipped classifier
 mnist_feature_net(seed=1), FD against the 10,000 shipped digits, the share classified with
@@ -15,11 +15,15 @@ seed's samples of every cell and step count).
 ``--moment-weight w`` adds the package's moment matching (``--moment-features``, per-map normalised)
 of ``--moment-steps``-step DDIM samples to the DDPM loss, differentiated through the sampler
 (`DenoisingObjective`'s ``moments``): the UNet learns to draw in few steps as the GANs do.
+``--prediction-type`` sets what the UNet predicts (the noise, v or the clean image), and
+``--latent-components k`` starts the moment term's samples (and the measured ones) from noise
+drawn from a mixture of k Gaussians (`lt.LatentMixture`) instead of N(0, I).
 
     python benchmarks/quality_unet.py [--densities 1 0.5 0.3 0.1] [--seeds 0 1 2] [--steps 4000]
                                       [--batch 32] [--lr 3e-3] [--dense-lr 1e-3] [--beta1 0.9]
-                                      [--sample-steps 8 25] [--moment-weight 0] [--moment-steps 4]
-                                      [--moment-features NAME] [--eval-samples 2000] [--workers 2]
+                                      [--sample-steps 8 25] [--prediction-type epsilon] [--moment-weight 0]
+                                      [--moment-steps 4] [--moment-features NAME] [--latent-components 0]
+                                      [--latent-separation 0.8] [--eval-samples 2000] [--workers 2]
                                       [--out benchmarks/results]
 """
 

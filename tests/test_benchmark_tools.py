@@ -142,3 +142,14 @@ def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side
     weights = dict(pruned_unet.magnitude_pruned(base, 0.5).named_parameters())
     for name in targets:
         assert abs(float((weights[name] != 0).float().mean()) - 0.5) < 0.01, name
+
+
+def test_unet_quality_passes_the_prediction_type_and_the_noise_prior_to_the_objective():
+    quality_unet = _load("quality_unet")
+    task = {"seed": 3, "batch": 4, "moment_weight": 1.0, "moment_steps": 2, "moment_features": "mnist",
+            "prediction_type": "sample", "latent_components": 7, "latent_separation": 0.6}
+    objective = quality_unet.objective_of(task)
+    assert objective.prediction_type == "sample"
+    assert objective.prior == lt.LatentMixture(7, 0.6, seed=3)
+    assert quality_unet.objective_of({"seed": 0}).prediction_type == "epsilon"
+    assert quality_unet.objective_of({**task, "latent_components": 0}).prior is None
