@@ -272,11 +272,9 @@ def scheduler_from(description: dict[str, Any] | None, prediction_type: str = "e
     """
     from diffusers import DDPMScheduler
 
-    from .objectives.denoising import PREDICTION_TYPES
+    from .objectives.denoising import checked_prediction_type
 
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"prediction_type={prediction_type!r} is not one the package samples; "
-                         f"it is one of {list(PREDICTION_TYPES)}.")
+    checked_prediction_type(prediction_type, "The recorded")
     if not isinstance(description, dict):
         return DDPMScheduler(prediction_type=prediction_type)
     keys = ("num_train_timesteps", "beta_start", "beta_end")

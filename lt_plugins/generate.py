@@ -123,6 +123,18 @@ class LatentMixture:
         return asdict(self)
 
 
+def checked_prior(prior: Any) -> LatentMixture | None:
+    """``prior`` if it is a `LatentMixture` or None, else a TypeError saying what it must be.
+
+    Example:
+        >>> checked_prior(None) is None, checked_prior(LatentMixture()).components
+        (True, 100)
+    """
+    if prior is not None and not isinstance(prior, LatentMixture):
+        raise TypeError(f"prior must be an lt_plugins.generate.LatentMixture or None, got {type(prior).__name__}.")
+    return prior
+
+
 @dataclass(frozen=True)
 class LatentCall:
     """Latents of shape (N, *latent_shape), drawn on the CPU, and ``generate(model, z)`` -> images in [-1, 1].
@@ -147,9 +159,7 @@ class LatentCall:
         object.__setattr__(self, "latent_shape", as_latent_shape(self.latent_shape))
         if self.generate is not None and not isinstance(self.generate, str) and not callable(self.generate):
             raise TypeError(f"generate must be a callable generate(model, z) or 'module:function', got {self.generate!r}.")
-        if self.prior is not None and not isinstance(self.prior, LatentMixture):
-            raise TypeError(f"prior must be an lt_plugins.generate.LatentMixture or None, "
-                            f"got {type(self.prior).__name__}.")
+        checked_prior(self.prior)
 
     @property
     def generate_fn(self) -> Generate | None:
