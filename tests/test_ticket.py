@@ -186,6 +186,28 @@ def test_generic_models_need_the_instance_or_explicit_consent(tmp_path):
     assert torch.equal(loaded.apply(allow_remote_code=True)(x), model(x))
 
 
+class BareNet(nn.Module):
+    """Like most users' code: constructor arguments that the module does not keep."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 3))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_class_built_with_arguments_it_does_not_keep_is_refused_by_name(tmp_path):
+    model = lt.wrap(BareNet(width=16), lt.TicketConfig(density=0.25, seed=2))
+    Ticket.from_model(model).save_pretrained(tmp_path / "t")
+    loaded = Ticket.from_pretrained(tmp_path / "t")
+    assert loaded.spec["config"] is None
+    with pytest.raises(TicketError, match=r"records no constructor arguments for .*BareNet.* 67 values where .* hold 131"):
+        loaded.apply(allow_remote_code=True)
+    x = torch.randn(5, 4)
+    assert torch.equal(loaded.apply(BareNet(width=16))(x), model(x))
+
+
 def test_properties_card_and_samples(tmp_path):
     family = BY_NAME["dcgan"]
     model = searched(family, density=0.25)

@@ -292,6 +292,14 @@ def _check_spec_before_building(ticket: Ticket, allow_remote_code: bool) -> None
             f"built ({type(err).__name__}: {' '.join(str(err).split())[:200]}); pass the model: ticket.apply(model)."
         ) from err
     size = sum(t.numel() for t in shell.state_dict().values())
+    if size != held and ticket.spec.get("config") is None:
+        raise TicketError(
+            f"The ticket records no constructor arguments for {ticket.spec['class']} (the model kept no `config` "
+            f"dict), and built with its defaults it has {size:,} values where the ticket's masks and dense remainder "
+            f"hold {held:,}: the ticket was searched on one built with other arguments. Build it as its author did "
+            "and pass it: ticket.apply(MyModel(...)). A class that keeps its arguments as `self.config = {...}` is "
+            "rebuilt from the ticket alone."
+        )
     if size != held:
         raise TicketError(
             f"The model spec describes a {ticket.spec['class']} of {size:,} values, but the ticket's masks and dense "
