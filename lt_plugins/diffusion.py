@@ -71,11 +71,8 @@ def sample_shape_of(unet: Any, sample_shape: Sequence[int] | None = None, *,
         (1, 32, 32)
     """
     given = _checked_shape(sample_shape) if sample_shape is not None else None
-    config = getattr(getattr(unet, "module", unet), "config", None)  # through DDP
-    if config is not None and hasattr(config, "sample_size") and hasattr(config, "in_channels"):
-        size = config.sample_size
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        configured = (int(config.in_channels), int(height), int(width))
+    configured = configured_sample_shape(unet)
+    if configured is not None:
         if given is not None and given != configured:
             raise ValueError(
                 f"sample_shape={given} disagrees with the UNet's config, which makes {configured} (in_channels, "
@@ -90,6 +87,21 @@ def sample_shape_of(unet: Any, sample_shape: Sequence[int] | None = None, *,
             "the shape of its samples is unknown; pass sample_shape=(channels, height, width), e.g. (1, 32, 32)."
         )
     return given
+
+
+def configured_sample_shape(unet: Any) -> tuple[int, int, int] | None:
+    """(in_channels, height, width) from ``unet``'s diffusers config (``sample_size``), None without one.
+
+    Example:
+        >>> configured_sample_shape(lambda x_t, t: x_t) is None
+        True
+    """
+    config = getattr(getattr(unet, "module", unet), "config", None)  # through DDP
+    if config is None or not hasattr(config, "sample_size") or not hasattr(config, "in_channels"):
+        return None
+    size = config.sample_size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return int(config.in_channels), int(height), int(width)
 
 
 def _checked_shape(shape: Any) -> tuple[int, int, int]:

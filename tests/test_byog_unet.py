@@ -77,6 +77,25 @@ def test_without_a_config_the_sample_shape_comes_from_the_data_or_is_asked_for()
     assert objective.sample(unet, 2).shape == (2, *SHAPE)
 
 
+def test_a_sample_shape_taken_from_the_data_is_recorded_and_the_ticket_samples_without_it(tmp_path):
+    from lt_plugins.generate import ticket_generator
+
+    real = load_mnist(limit=16)
+    search = _search(_wrapped(), _objective(sample_shape=None), output_dir=tmp_path / "run", checkpoint_every=1)
+    search.run(real, steps=2)
+    unet = _wrapped()
+    objective = _objective(sample_shape=None)
+    # The resume's record, shape included, is the checkpoint's: it loads the searched scores.
+    ticket = _search(unet, objective, output_dir=tmp_path / "run").run(real, steps=2, resume=True)
+    assert ticket.objective["sample_shape"] == list(SHAPE)
+    ticket.save_pretrained(tmp_path / "ticket")
+    loaded = lt.Ticket.from_pretrained(tmp_path / "ticket")
+    generator, noise = ticket_generator(loaded, loaded.apply(TinyUNet()))
+    z = noise.latents(3, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(generator(z), DDIMGenerator(unet, objective.scheduler, 2, sample_shape=SHAPE)(z))
+
+
 class Calls:
     def __init__(self) -> None:
         self.steps = 0

@@ -90,7 +90,8 @@ class DenoisingObjective(ModelObjective):
             a 1-D tensor / sequence of betas (one per training timestep).
         sample_shape: (C, H, W) of the images the UNet denoises; read from a diffusers config when
             there is one (both given: they must agree); else the real images' shape once `prepare`
-            has seen them. Needed to `sample` a config-less UNet before that.
+            has seen them (then `describe`, and so the ticket, records it). Needed to `sample` a
+            config-less UNet before that.
         seed: seed of the batches, timesteps and noise.
         moments: an image objective applied to few-step samples, or None.
         moment_weight: weight of that term.
@@ -176,6 +177,7 @@ class DenoisingObjective(ModelObjective):
         self.device = torch.device("cpu")
         self._ddim: Any = None
         self._checked: weakref.ref | None = None  # the module check_model last passed
+        self._shape_from_data: tuple[int, int, int] | None = None  # a config-less UNet's, recorded by describe
 
     @property
     def num_train_timesteps(self) -> int:
@@ -212,7 +214,7 @@ class DenoisingObjective(ModelObjective):
             ...
             TypeError: The UNet could not be called as unet(x_t, t) ...
         """
-        from ..diffusion import sample_shape_of
+        from ..diffusion import configured_sample_shape, sample_shape_of
 
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -222,6 +224,7 @@ class DenoisingObjective(ModelObjective):
         module = getattr(model, "module", model)  # through DDP
         real_shape = tuple(self.real.shape[1:]) if self.real is not None else None
         shape = sample_shape_of(module, self.sample_shape, default=real_shape)
+        self._shape_from_data = shape if self.sample_shape is None and configured_sample_shape(module) is None else None
         if real_shape is not None and shape != real_shape:
             raise ValueError(
                 f"The UNet makes images of shape {shape} ({'sample_shape' if self.sample_shape else 'in_channels, sample_size'})"
@@ -338,8 +341,8 @@ class DenoisingObjective(ModelObjective):
             "scheduler": {"class": type(self.scheduler).__name__, **schedule},
             "sample_steps": self.sample_steps,
         }
-        if self.sample_shape is not None:
-            described["sample_shape"] = list(self.sample_shape)
+        if (self.sample_shape or self._shape_from_data) is not None:  # a ticket's sampler needs it without a config
+            described["sample_shape"] = list(self.sample_shape or self._shape_from_data)
         if self.moments is not None:
             described.update(moments=self.moments.describe(), moment_weight=self.moment_weight,
                              moment_steps=self.moment_steps)
