@@ -81,3 +81,25 @@ def test_constructor_arguments_that_do_not_build_the_model_get_one_clear_line(tm
     assert main(["search", "--model-kwargs", '{"nz": -1}', "--out", str(tmp_path / "o"), *QUICK]) == 1
     err = capsys.readouterr().err
     assert "--model-kwargs {'nz': -1} do not build DCGANGenerator" in err and "Traceback" not in err
+
+
+def test_eval_and_sample_a_config_less_unet_built_with_other_arguments(tmp_path, capsys):
+    """lucidrains' Unet pattern keeps no config: its ticket records the sample shape it took from the data,
+    not its constructor arguments, which --model-kwargs gives."""
+    import lt_plugins as lt
+    from byog_models import TinyUNet, cosine_beta_schedule
+
+    torch.manual_seed(0)
+    unet = lt.wrap(TinyUNet(dim=4, dim_mults=(1, 2)), lt.TicketConfig(density=0.3, scale_fan=False))
+    objective = lt.DenoisingObjective(cosine_beta_schedule(1000), sample_steps=2)
+    search = lt.TicketSearch(unet, objective, batch_size=4, n_samples=4, progress=False, device="cpu")
+    search.run(lt.load_mnist(limit=32), steps=2).save_pretrained(tmp_path / "unet")
+    ticket = ["eval", str(tmp_path / "unet"), "--n", "12", "--device", "cpu", "--allow-remote-code"]
+    assert main(ticket) == 1
+    err = capsys.readouterr().err
+    assert "records no constructor arguments for byog_models.TinyUNet" in err and "--model-kwargs" in err
+    assert main([*ticket, "--model-kwargs", '{"dim": 4, "dim_mults": [1, 2]}']) == 0
+    assert json.loads(capsys.readouterr().out)["n_fake"] == 12
+    with pytest.raises(SystemExit):
+        main([*ticket, "--model-kwargs", "[4]"])
+    assert "is a JSON list; write an object" in capsys.readouterr().err

@@ -225,7 +225,8 @@ class Adapter:
         if config is None and _required_arguments(cls):
             raise ValueError(
                 f"The ticket records no constructor arguments for {path} (the model kept no `config` or "
-                "`init_kwargs` dict); build it yourself and pass it: ticket.apply(MyModel(...))."
+                "`init_kwargs` dict); build it yourself and pass it: ticket.apply(MyModel(...)) (CLI: --model-kwargs "
+                "'{...}' gives its arguments)."
             )
         return cls(**(config or {}))
 

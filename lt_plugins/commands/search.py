@@ -226,7 +226,12 @@ def applied_ticket(args: argparse.Namespace, device: torch.device):
     ticket = Ticket.from_pretrained(args.ticket, revision=getattr(args, "revision", None),
                                     token=getattr(args, "token", None),
                                     force_download=getattr(args, "force_download", False))
-    model = ticket.apply(allow_remote_code=args.allow_remote_code).to(device).eval()
+    model = None
+    if args.model_kwargs is not None:  # a class that keeps no config: built as its author did
+        from ..adapters import build_model
+
+        model = build_model({**ticket.spec, "config": args.model_kwargs}, allow_remote_code=args.allow_remote_code)
+    model = ticket.apply(model, allow_remote_code=args.allow_remote_code).to(device).eval()
     generator, call = ticket_generator(ticket, model, sample_steps=args.sample_steps)
     if args.latent_shape or args.generate:
         call = LatentCall(tuple(args.latent_shape) if args.latent_shape else call.latent_shape,
@@ -234,11 +239,26 @@ def applied_ticket(args: argparse.Namespace, device: torch.device):
     return ticket, generator.to(device), call
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """``--model-kwargs``' value: a JSON object, or an argparse error saying what was wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({err}); write an object, e.g. '{{\"dim\": 64}}'.")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}; write an object, e.g. "
+                                         "'{\"dim\": 64}'.")
+    return value
+
+
 def add_generator_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``eval`` and ``sample`` that say how to rebuild a ticket's model and make images with it."""
     parser.add_argument("--allow-remote-code", action="store_true",
                         help="import the ticket's model class from its recorded path when it is not one of the "
                              "package's own (only for tickets you trust)")
+    parser.add_argument("--model-kwargs", type=_json_object, default=None, metavar="JSON",
+                        help="constructor arguments of the ticket's model class, for a class that keeps no `config` "
+                             "of them, e.g. '{\"dim\": 64}' (default: the ones the ticket records)")
     parser.add_argument("--latent-shape", type=int, nargs="+", default=None, metavar="N",
                         help="shape of one latent (default: what the ticket records)")
     parser.add_argument("--generate", default=None, metavar="PKG.MODULE:FUNCTION",

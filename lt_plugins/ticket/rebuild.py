@@ -297,8 +297,8 @@ def _check_spec_before_building(ticket: Ticket, allow_remote_code: bool) -> None
             f"The ticket records no constructor arguments for {ticket.spec['class']} (the model kept no `config` "
             f"dict), and built with its defaults it has {size:,} values where the ticket's masks and dense remainder "
             f"hold {held:,}: the ticket was searched on one built with other arguments. Build it as its author did "
-            "and pass it: ticket.apply(MyModel(...)). A class that keeps its arguments as `self.config = {...}` is "
-            "rebuilt from the ticket alone."
+            "and pass it: ticket.apply(MyModel(...)) (CLI: --model-kwargs '{...}' gives its arguments). A class "
+            "that keeps its arguments as `self.config = {...}` is rebuilt from the ticket alone."
         )
     if size != held:
         raise TicketError(
