@@ -40,4 +40,4 @@ def test_flags_parse_into_a_job():
     args = _search_parser().parse_args(["--density", "0.2", "--latent-shape", "8", "1", "1", "--no-scale-fan",
                                         "--dense", "--no-progress", "--model-kwargs", '{"ngf": 8}'])
     assert (args.density, args.latent_shape, args.scale_fan, args.dense, args.progress, args.model_kwargs) == (
-        0.2, [8, 1, 1], False, True, False, '{"ngf": 8}')
+        0.2, [8, 1, 1], False, True, False, {"ngf": 8})

@@ -39,6 +39,8 @@ def _refused(tmp_path, capsys, text: str) -> str:
         ("eval_at: 5\n", "eval_at: 5 must be a list"),
         ("eval_at: [5, six]\n", "eval_at[1]: 'six' must be an integer"),
         ("exclude_modules: []\n", "exclude_modules: the list must not be empty"),
+        ("model_kwargs: [8]\n", "model_kwargs: [8] must be a single value"),
+        ("model_kwargs: '[8]'\n", "model_kwargs: '[8]' is invalid ('[8]' is a JSON list; write an object"),
         ("stepz: 3\n", "unknown options ['stepz']"),
         ("- steps\n", "must hold a mapping"),
         ("steps: [\n", "cannot be read"),
@@ -46,6 +48,15 @@ def _refused(tmp_path, capsys, text: str) -> str:
 )
 def test_yaml_values_are_checked_like_flags(tmp_path, capsys, text, says):
     assert says in _refused(tmp_path, capsys, text)
+
+
+@pytest.mark.parametrize(("value", "says"), [("[8]", "'[8]' is a JSON list; write an object"),
+                                             ("{ngf: 8}", "'{ngf: 8}' is not JSON (Expecting property name")])
+def test_search_refuses_model_kwargs_that_are_not_a_json_object_by_name(tmp_path, capsys, value, says):
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--model-kwargs", value, "--out", str(tmp_path / "never")])
+    assert exit_.value.code == 2 and "--model-kwargs" in (err := capsys.readouterr().err) and says in err
+    assert not (tmp_path / "never").exists()
 
 
 def test_a_yaml_anchor_bomb_fails_fast_and_small(tmp_path, capsys):
@@ -101,7 +112,7 @@ def test_a_mapping_is_accepted_for_the_json_option_and_keep_needs_a_base(tmp_pat
     cfg.write_text("model_kwargs: {nz: 8, ngf: 8}\ndense: true\n")
     load_yaml_defaults(search, str(cfg))
     args = parser.parse_args(["search"])
-    assert args.model_kwargs == '{"nz": 8, "ngf": 8}' and args.dense is True
+    assert args.model_kwargs == {"nz": 8, "ngf": 8} and args.dense is True
 
     parser = argparse.ArgumentParser(prog="x")
     parser.add_argument("--weight-init", choices=("signed_constant", "keep"), default="signed_constant")

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .._repr import bounded_repr
+from .._repr import MAX_SHOWN, bounded_repr
 from ..recipes import SearchJob, evaluation_net, run_search
 
 
@@ -52,9 +52,19 @@ def _print_report(report: dict[str, Any] | None) -> None:
 def _job_from_args(args: argparse.Namespace) -> SearchJob:
     fields = SearchJob.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields}
-    if isinstance(values.get("model_kwargs"), str):
-        values["model_kwargs"] = json.loads(values["model_kwargs"])
     return SearchJob(**values)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """``--model-kwargs``' value: a JSON object, or an argparse error saying what was wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({err}); write an object, e.g. '{{\"dim\": 64}}'.")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}; write an object, e.g. "
+                                         "'{\"dim\": 64}'.")
+    return value
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -90,6 +100,8 @@ def add_job_options(parser: argparse.ArgumentParser, job: type = SearchJob) -> N
             options.update(nargs="+", **({"type": item} if item is not str else {}))
         elif kind in (int, float):
             options["type"] = kind
+        elif typing.get_origin(kind) is dict:
+            options["type"] = _json_object
         flag = meta.get("flag", "--" + spec.name.replace("_", "-"))
         parser.add_argument(flag, dest=spec.name, **options)
 
@@ -127,8 +139,8 @@ def _yaml_value(action: argparse.Action, key: str, value: Any) -> Any:
         if action.nargs == "+" and not value:
             raise ValueError(f"{key}: the list must not be empty.")
         return [_yaml_scalar(action, f"{key}[{i}]", item) for i, item in enumerate(value)]
-    if isinstance(value, dict) and action.type is None and "json" in (action.help or "").lower():
-        return json.dumps(value)  # a JSON option (--model-kwargs) may be written as a YAML mapping
+    if isinstance(value, dict) and action.type is _json_object:
+        return value  # a JSON option (--model-kwargs) may be written as a YAML mapping
     return _yaml_scalar(action, key, value)
 
 
@@ -151,7 +163,7 @@ def _yaml_scalar(action: argparse.Action, key: str, value: Any) -> Any:
         try:
             value = kind(str(value))
         except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
-            raise ValueError(f"{key}: {shown} is invalid ({bounded_repr(str(err))[1:-1]}).") from err
+            raise ValueError(f"{key}: {shown} is invalid ({str(err)[:MAX_SHOWN]}).") from err
     if action.choices is not None and value not in action.choices:
         raise ValueError(f"{key}: {shown} is not one of {list(action.choices)}.")
     return value
@@ -237,18 +249,6 @@ def applied_ticket(args: argparse.Namespace, device: torch.device):
         call = LatentCall(tuple(args.latent_shape) if args.latent_shape else call.latent_shape,
                           args.generate or call.generate, call.prior)
     return ticket, generator.to(device), call
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    """``--model-kwargs``' value: a JSON object, or an argparse error saying what was wrong."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({err}); write an object, e.g. '{{\"dim\": 64}}'.")
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}; write an object, e.g. "
-                                         "'{\"dim\": 64}'.")
-    return value
 
 
 def add_generator_options(parser: argparse.ArgumentParser) -> None:
