@@ -140,6 +140,17 @@ def test_a_model_that_is_not_called_as_unet_x_t_is_refused_with_the_fix():
         objective.check_model(LearnedVariance())
 
 
+def test_a_unet_searched_with_a_latent_objective_is_pointed_to_the_denoising_loss():
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(8, 8), norm_num_groups=4,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    for model, family in ((unet, "diffusers"), (TinyUNet(), "unet")):
+        with pytest.raises(ValueError, match=rf"{type(model).__name__} is a denoiser \(the {family} family, "
+                                             r"forward\(x, t\)\).*TicketSearch\(unet, lt.DenoisingObjective\(\)"):
+            lt.TicketSearch(lt.wrap(model, CONFIG), lt.MomentMatching(nn.Flatten()), progress=False)
+
+
 def test_ddim_generator_and_sample_run_a_config_less_unet_with_t_of_shape_n():
     unet = _wrapped()
     scheduler = _objective().scheduler

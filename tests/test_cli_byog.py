@@ -60,6 +60,17 @@ def test_a_dcgan_taking_4d_latents_is_searched_with_latent_shape(tmp_path, capsy
     assert Ticket.from_pretrained(out / "ticket").call.latent_shape == (16, 1, 1)
 
 
+def test_searching_a_unet_from_the_command_line_names_the_python_route(tmp_path, capsys):
+    """A community UNet (forward(x, time)) has no latents: the refusal says what it is and how to search it,
+    not that a latent size is missing."""
+    assert main(["search", "--model", "byog_models:TinyUNet", "--model-kwargs", '{"dim": 4, "dim_mults": [1, 2]}',
+                 "--out", str(tmp_path / "o"), *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert "TinyUNet is a denoiser (the unet family, forward(x, t))" in err
+    assert "lt.DenoisingObjective()" in err and "search a UNet from Python" in err
+    assert "latent_dim" not in err and "Traceback" not in err
+
+
 def test_eval_and_sample_a_diffusers_ticket(tmp_path, capsys):
     from diffusers import UNet2DModel
 
