@@ -226,6 +226,24 @@ def latent_sample(
 DENOISING_FAMILIES = ("diffusers", "unet")
 
 
+def no_latent_shape(search: str, model: nn.Module, family: str) -> str:
+    """Why ``search`` cannot draw latents for ``model`` of ``family``, and the fix: a latent shape, or for a UNet the
+    denoising loss.
+
+    Example:
+        >>> no_latent_shape("TicketSearch", nn.Identity(), "unet").split(":")[0]
+        'Identity is a denoiser (the unet family, forward(x, t))'
+    """
+    name = type(model).__name__
+    if family in DENOISING_FAMILIES:
+        return (f"{name} is a denoiser (the {family} family, forward(x, t)): it takes noisy images, not latents, so "
+                f"search it with the denoising loss, {search}(unet, lt.DenoisingObjective(), ...), and "
+                "moments=lt.MomentMatching(...) for the moment term on few-step samples (README: Diffusion tickets). "
+                "The command line's search drives latent generators only: search a UNet from Python.")
+    return (f"{search} cannot tell the shape of the latents {name} takes; pass latent_dim=z_dim, or "
+            "latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1) (CLI: --latent-shape 100 1 1).")
+
+
 def ticket_generator(ticket: Any, model: nn.Module, *, sample_steps: int | None = None) -> tuple[nn.Module, LatentCall]:
     """(generator, call) that turn latents into images for an applied ticket, for metrics and sample grids.
 

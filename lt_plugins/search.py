@@ -27,7 +27,7 @@ from .checkpoints import CHECKPOINT_NAME, data_key, load_checkpoint, restore_che
 from .distributed import asks_for_cpu, global_batch_norm, process_state, sum_over_processes_, world
 from .distributed import end_processes  # noqa: F401  (its documented place before lt_plugins.distributed)
 from .errors import LTPluginsError
-from .generate import DENOISING_FAMILIES, Generate, LatentCall, LatentMixture, as_latent_shape, latent_sample
+from .generate import Generate, LatentCall, LatentMixture, as_latent_shape, latent_sample, no_latent_shape
 from .init import keyed_generator
 from .masking import is_wrapped, score_parameters, wrap_config, wrapped_root
 from .objectives.base import ModelObjective, Objective
@@ -49,17 +49,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         model.train(was_training)
 
-
-def _no_latent_shape(search: str, model: nn.Module, family: str) -> str:
-    """Why ``search`` cannot draw latents for ``model``, and the fix: a latent shape, or for a UNet the denoising loss."""
-    name = type(model).__name__
-    if family in DENOISING_FAMILIES:
-        return (f"{name} is a denoiser (the {family} family, forward(x, t)): it takes noisy images, not latents, so "
-                f"search it with the denoising loss, {search}(unet, lt.DenoisingObjective(), ...), and "
-                "moments=lt.MomentMatching(...) for the moment term on few-step samples (README: Diffusion tickets). "
-                "The command line's search drives latent generators only: search a UNet from Python.")
-    return (f"{search} cannot tell the shape of the latents {name} takes; pass latent_dim=z_dim, or "
-            "latent_shape=(nz, 1, 1) for a DCGAN that takes z shaped (N, nz, 1, 1) (CLI: --latent-shape 100 1 1).")
 
 
 class NonFiniteLossError(LTPluginsError, FloatingPointError):
@@ -159,7 +148,7 @@ class SearchLoop:
         if shape is None and not isinstance(objective, ModelObjective):
             shape = adapter.latent_shape(family_model)
             if shape is None:
-                raise ValueError(_no_latent_shape(type(self).__name__, family_model, adapter.family))
+                raise ValueError(no_latent_shape(type(self).__name__, family_model, adapter.family))
         if prior is not None and shape is None:
             raise ValueError(f"prior={prior!r} draws latents, but {type(objective).__name__} feeds the model itself: "
                              "leave prior=None here (a UNet's moment term takes it: DenoisingObjective(prior=...)).")
