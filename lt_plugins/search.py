@@ -50,7 +50,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-
 class NonFiniteLossError(LTPluginsError, FloatingPointError):
     """The loss became NaN or infinite; the step was not applied."""
 
