@@ -17,14 +17,17 @@ of ``--moment-steps``-step DDIM samples to the DDPM loss, differentiated through
 (`DenoisingObjective`'s ``moments``): the UNet learns to draw in few steps as the GANs do.
 ``--prediction-type`` sets what the UNet predicts (the noise, v or the clean image), and
 ``--latent-components k`` starts the moment term's samples (and the measured ones) from noise
-drawn from a mixture of k Gaussians (`lt.LatentMixture`) instead of N(0, I).
+drawn from a mixture of k Gaussians (`lt.LatentMixture`) instead of N(0, I). ``--init-from DIR`` makes
+each run a second stage: its scores start from the finished run of the same density and seed under
+``DIR/quality_unet_runs`` (another ``--out`` of this script), and the run's own lr schedule (warmup and
+cosine over ``--steps``) starts afresh, e.g. to move a ticket searched on 4-step samples to 8-step ones.
 
     python benchmarks/quality_unet.py [--densities 1 0.5 0.3 0.1] [--seeds 0 1 2] [--steps 4000]
                                       [--batch 32] [--lr 3e-3] [--dense-lr 1e-3] [--beta1 0.9]
                                       [--sample-steps 8 25] [--prediction-type epsilon] [--moment-weight 0]
                                       [--moment-steps 4] [--moment-features NAME] [--latent-components 0]
-                                      [--latent-separation 0.8] [--eval-samples 2000] [--workers 2]
-                                      [--out benchmarks/results]
+                                      [--latent-separation 0.8] [--init-from DIR] [--eval-samples 2000]
+                                      [--workers 2] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from diffusers import DDPMScheduler
 from torchvision.utils import save_image
 
 import lt_plugins as lt
+from lt_plugins.checkpoints import CHECKPOINT_NAME, read_checkpoint
 from lt_plugins.diffusion import DDIMGenerator
 from lt_plugins.generate import LatentCall, LatentMixture
 from lt_plugins.features import feature_net, mnist_feature_net
@@ -62,6 +66,8 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     dense = task["density"] is None
     unet = fresh(families()["unet"], 1.0 if dense else task["density"], task["seed"])
+    if "init_from" in task:
+        unet.load_state_dict(first_stage(Path(task["init_from"]) / CHECKPOINT_NAME)["generator"])
     objective = objective_of(task)
     search = (lt.DenseSearch if dense else lt.TicketSearch)(
         unet, objective, batch_size=task["batch"], lr=task["dense_lr" if dense else "lr"],
@@ -69,6 +75,18 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
         output_dir=task["work"], checkpoint_every=CHECKPOINT_EVERY)
     search.run(lt.load_images("mnist"), steps=task["steps"], resume=search.checkpoint_path.exists())
     return {**task, "ddim": measure(unet, objective, task), "seconds": search.result.seconds_per_step * task["steps"]}
+
+
+def first_stage(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` of a finished run, which a second stage starts from."""
+    if not path.exists():
+        raise FileNotFoundError(f"--init-from: no first-stage checkpoint {path}; run that density and seed with "
+                                "this script and that --out first.")
+    state = read_checkpoint(path)
+    if state["step"] != state["steps"]:
+        raise ValueError(f"--init-from: {path} stopped at step {state['step']} of {state['steps']}; "
+                         "finish the first stage (rerun it: it resumes) before starting the second.")
+    return state
 
 
 def objective_of(task: dict[str, Any]) -> DenoisingObjective:
@@ -132,6 +150,8 @@ def main() -> None:
                              "Gaussians (lt.LatentMixture; 0: N(0, 1))")
     parser.add_argument("--latent-separation", type=float, default=LatentMixture.separation,
                         help="weight of the mixture's component means")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a first stage's --out: each run's scores start from its finished run there")
     parser.add_argument("--eval-samples", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -153,6 +173,9 @@ def main() -> None:
                             moment_features=args.moment_features)
             if args.latent_components:
                 task.update(latent_components=args.latent_components, latent_separation=args.latent_separation)
+            if args.init_from:
+                task["init_from"] = str(args.init_from / "quality_unet_runs" / Path(task["work"]).name)
+                first_stage(Path(task["init_from"]) / CHECKPOINT_NAME)  # refuses a missing or unfinished one now
             if seed == args.seeds[0]:
                 task["samples"] = str(args.out / "quality_unet_samples" / f"{_label(density)}_ddim{{steps}}.png")
             tasks.append(task)
@@ -161,6 +184,8 @@ def main() -> None:
                    "DDIM samples" if args.moment_weight else "")
     if args.latent_components:
         moment_term += f" from noise of {args.latent_components} Gaussians (separation {args.latent_separation})"
+    if args.init_from:
+        moment_term += f", scores from the finished runs of {args.init_from}"
     report(per_sampler(rows), args.out, "quality_unet",
            f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising ({args.prediction_type}, "
            f"1000 linear steps){moment_term}, Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",

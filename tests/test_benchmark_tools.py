@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from scripts import load_script
 
@@ -111,6 +112,39 @@ def test_unet_quality_adds_the_moment_term_on_few_step_samples_when_asked(tmp_pa
     assert (row["moment_weight"], row["moment_steps"]) == (0.5, 2)
     assert f"+ 0.5 x moment matching of {DIFFUSION_MOMENT_FEATURES} on 2-step DDIM samples" in (
         (tmp_path / "quality_unet.txt").read_text().splitlines()[0])
+
+
+def test_a_second_unet_stage_starts_from_the_first_stages_scores_and_refuses_an_unfinished_one(tmp_path, monkeypatch):
+    from lt_plugins.checkpoints import checkpoint_digest, read_checkpoint
+
+    quality_unet = _load("quality_unet")
+    common = ["--densities", "0.5", "--seeds", "0", "--batch", "4", "--sample-steps", "1", "--eval-samples", "20"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr("sys.argv", ["quality_unet.py", *common, "--steps", "2", "--out", str(first)])
+        quality_unet.main()
+        # lr 1e-12: one step of the second stage leaves the scores where they started
+        argv = ["quality_unet.py", *common, "--steps", "1", "--lr", "1e-12", "--init-from", str(first), "--out"]
+        monkeypatch.setattr("sys.argv", [*argv, str(second)])
+        quality_unet.main()
+        checkpoint = first / "quality_unet_runs" / "50_0" / "checkpoint.pt"
+        state = read_checkpoint(checkpoint)
+        killed = {**state, "step": 1, "losses": state["losses"][:1]}  # as if killed after step 1
+        torch.save({**killed, "sha256": checkpoint_digest(killed)}, checkpoint)
+        monkeypatch.setattr("sys.argv", [*argv, str(tmp_path / "third")])
+        with pytest.raises(ValueError, match="stopped at step 1 of 2"):
+            quality_unet.main()
+    finally:
+        torch.set_num_threads(threads)
+    row = json.loads((second / "quality_unet.jsonl").read_text())
+    assert "error" not in row and row["init_from"] == str(first / "quality_unet_runs" / "50_0")
+    scores = {k: v for k, v in state["generator"].items() if k.endswith("scores")}
+    started = read_checkpoint(second / "quality_unet_runs" / "50_0" / "checkpoint.pt")["generator"]
+    assert scores and all(torch.allclose(started[k], v) for k, v in scores.items())
+    fresh = quality_unet.fresh(quality_unet.families()["unet"], 0.5, 0).state_dict()
+    assert not all(torch.equal(fresh[k], v) for k, v in scores.items())  # the first stage moved them
+    assert "scores from the finished runs of" in (second / "quality_unet.txt").read_text().splitlines()[0]
 
 
 def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side_by_side(tmp_path, monkeypatch):
