@@ -38,7 +38,7 @@ from lt_plugins.objectives import DenoisingObjective
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from families import families  # noqa: E402
 from quality import _label, report  # noqa: E402
-from quality_unet import CHECKPOINT_EVERY, measure, per_sampler  # noqa: E402
+from quality_unet import CHECKPOINT_EVERY, finished_run, measure, per_sampler  # noqa: E402
 from sheet import sample_sheet  # noqa: E402
 from sweep import run_grid  # noqa: E402
 
@@ -46,13 +46,11 @@ METHODS = ("magnitude", "ticket")
 
 
 def trained_base(path: Path) -> torch.nn.Module:
-    """The UNet family's network holding the dense weights of ``quality_unet.py``'s checkpoint at ``path``."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No trained UNet at {path}. Train it first: python benchmarks/quality_unet.py --densities 1 --seeds "
-            f"<seed> --out <out>, or point --base at a dense checkpoint.pt of it.")
+    """The UNet family's network holding the dense weights of ``quality_unet.py``'s finished checkpoint at ``path``."""
+    state = finished_run(path, "train it first: python benchmarks/quality_unet.py --densities 1 --seeds <seed> "
+                               "--out <out>, or point --base at a dense checkpoint.pt of it.")
     unet = families()["unet"].build()
-    unet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["generator"])
+    unet.load_state_dict(state["generator"])
     return unet
 
 

@@ -77,16 +77,22 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
     return {**task, "ddim": measure(unet, objective, task), "seconds": search.result.seconds_per_step * task["steps"]}
 
 
-def first_stage(path: Path) -> dict[str, Any]:
-    """The checkpoint at ``path`` of a finished run, which a second stage starts from."""
-    if not path.exists():
-        raise FileNotFoundError(f"--init-from: no first-stage checkpoint {path}; run that density and seed with "
-                                "this script and that --out first.")
+def finished_run(path: Path, fix: str) -> dict[str, Any]:
+    """The checkpoint at ``path`` of a finished run of this script (its sha256 checked); ``fix`` tells the user
+    how to make the run when there is none."""
+    if not path.is_file():
+        raise FileNotFoundError(f"No run of quality_unet.py at {path}: {fix}")
     state = read_checkpoint(path)
     if state["step"] != state["steps"]:
-        raise ValueError(f"--init-from: {path} stopped at step {state['step']} of {state['steps']}; "
-                         "finish the first stage (rerun it: it resumes) before starting the second.")
+        raise ValueError(f"The run at {path} stopped at step {state['step']} of {state['steps']}; finish it "
+                         "(rerun it: it resumes) before building on it.")
     return state
+
+
+def first_stage(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` of the finished run a second stage (``--init-from``) starts from."""
+    return finished_run(path, "--init-from needs a first stage: run that density and seed with this script and "
+                              "that --out first.")
 
 
 def objective_of(task: dict[str, Any]) -> DenoisingObjective:

@@ -12,6 +12,7 @@ import torch
 from scripts import load_script
 
 import lt_plugins as lt
+from lt_plugins.checkpoints import checkpoint_digest, read_checkpoint
 from lt_plugins.recipes import DIFFUSION_MOMENT_FEATURES
 
 
@@ -115,8 +116,6 @@ def test_unet_quality_adds_the_moment_term_on_few_step_samples_when_asked(tmp_pa
 
 
 def test_a_second_unet_stage_starts_from_the_first_stages_scores_and_refuses_an_unfinished_one(tmp_path, monkeypatch):
-    from lt_plugins.checkpoints import checkpoint_digest, read_checkpoint
-
     quality_unet = _load("quality_unet")
     common = ["--densities", "0.5", "--seeds", "0", "--batch", "4", "--sample-steps", "1", "--eval-samples", "20"]
     first, second = tmp_path / "first", tmp_path / "second"
@@ -176,6 +175,12 @@ def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side
     weights = dict(pruned_unet.magnitude_pruned(base, 0.5).named_parameters())
     for name in targets:
         assert abs(float((weights[name] != 0).float().mean()) - 0.5) < 0.01, name
+    checkpoint = tmp_path / "quality_unet_runs" / "dense_0" / "checkpoint.pt"
+    state = read_checkpoint(checkpoint)
+    killed = {**state, "step": 1, "losses": state["losses"][:1]}  # a base whose training was killed after step 1
+    torch.save({**killed, "sha256": checkpoint_digest(killed)}, checkpoint)
+    with pytest.raises(ValueError, match="stopped at step 1 of 2"):
+        pruned_unet.trained_base(checkpoint)
 
 
 def test_unet_quality_passes_the_prediction_type_and_the_noise_prior_to_the_objective():
