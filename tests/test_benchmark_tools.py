@@ -115,6 +115,15 @@ def test_unet_quality_adds_the_moment_term_on_few_step_samples_when_asked(tmp_pa
         (tmp_path / "quality_unet.txt").read_text().splitlines()[0])
 
 
+def _stop_after_step_1(checkpoint: Path) -> dict:
+    """Rewrites the finished run's ``checkpoint`` (digest recomputed) as if it was killed after step 1;
+    returns the finished state."""
+    state = read_checkpoint(checkpoint)
+    killed = {**state, "step": 1, "losses": state["losses"][:1]}
+    torch.save({**killed, "sha256": checkpoint_digest(killed)}, checkpoint)
+    return state
+
+
 def test_a_second_unet_stage_starts_from_the_first_stages_scores_and_refuses_an_unfinished_one(tmp_path, monkeypatch):
     quality_unet = _load("quality_unet")
     common = ["--densities", "0.5", "--seeds", "0", "--batch", "4", "--sample-steps", "1", "--eval-samples", "20"]
@@ -127,10 +136,7 @@ def test_a_second_unet_stage_starts_from_the_first_stages_scores_and_refuses_an_
         argv = ["quality_unet.py", *common, "--steps", "1", "--lr", "1e-12", "--init-from", str(first), "--out"]
         monkeypatch.setattr("sys.argv", [*argv, str(second)])
         quality_unet.main()
-        checkpoint = first / "quality_unet_runs" / "50_0" / "checkpoint.pt"
-        state = read_checkpoint(checkpoint)
-        killed = {**state, "step": 1, "losses": state["losses"][:1]}  # as if killed after step 1
-        torch.save({**killed, "sha256": checkpoint_digest(killed)}, checkpoint)
+        state = _stop_after_step_1(first / "quality_unet_runs" / "50_0" / "checkpoint.pt")
         monkeypatch.setattr("sys.argv", [*argv, str(tmp_path / "third")])
         with pytest.raises(ValueError, match="stopped at step 1 of 2"):
             quality_unet.main()
@@ -170,15 +176,13 @@ def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side
     assert [line.split()[:2] for line in table[2:]] == [["real", "-"], ["trained/1", "dense"], ["magnitude/1", "50%"],
                                                         ["ticket/1", "50%"]]
     assert (tmp_path / "pruned_unet_samples.png").stat().st_size > 0
-    base = pruned_unet.trained_base(tmp_path / "quality_unet_runs" / "dense_0" / "checkpoint.pt")
+    checkpoint = tmp_path / "quality_unet_runs" / "dense_0" / "checkpoint.pt"
+    base = pruned_unet.trained_base(checkpoint)
     targets = lt.masks(lt.wrap(copy.deepcopy(base), lt.TicketConfig(weight_init="keep")))
     weights = dict(pruned_unet.magnitude_pruned(base, 0.5).named_parameters())
     for name in targets:
         assert abs(float((weights[name] != 0).float().mean()) - 0.5) < 0.01, name
-    checkpoint = tmp_path / "quality_unet_runs" / "dense_0" / "checkpoint.pt"
-    state = read_checkpoint(checkpoint)
-    killed = {**state, "step": 1, "losses": state["losses"][:1]}  # a base whose training was killed after step 1
-    torch.save({**killed, "sha256": checkpoint_digest(killed)}, checkpoint)
+    _stop_after_step_1(checkpoint)
     with pytest.raises(ValueError, match="stopped at step 1 of 2"):
         pruned_unet.trained_base(checkpoint)
 
