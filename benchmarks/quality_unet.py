@@ -95,6 +95,11 @@ def first_stage(path: Path) -> dict[str, Any]:
                               "that --out first.")
 
 
+# The keys of a task that `objective_of` reads besides its seed: a run's objective, which pruned_unet.py copies.
+OBJECTIVE_KEYS = ("batch", "prediction_type", "moment_weight", "moment_steps", "moment_features", "latent_components",
+                  "latent_separation")
+
+
 def objective_of(task: dict[str, Any]) -> DenoisingObjective:
     """The task's DDPM loss, plus moment matching of ``task["moment_features"]`` on ``task["moment_steps"]``-step
     DDIM samples (differentiated through the sampler) with weight ``task["moment_weight"]`` when that is not 0."""
@@ -107,6 +112,17 @@ def objective_of(task: dict[str, Any]) -> DenoisingObjective:
              if task.get("latent_components") else None)
     return DenoisingObjective(scheduler, seed=task["seed"], moments=moments, moment_weight=weight,
                               moment_steps=task["moment_steps"], moment_batch=task["batch"], prior=prior)
+
+
+def objective_text(task: dict[str, Any]) -> str:
+    """What `objective_of` builds for ``task``, in words, for a table's header."""
+    text = f"DDPM denoising ({task.get('prediction_type', 'epsilon')}, 1000 linear steps)"
+    if task.get("moment_weight"):
+        text += (f" + {task['moment_weight']:g} x moment matching of {task['moment_features']} on "
+                 f"{task['moment_steps']}-step DDIM samples")
+    if task.get("latent_components"):
+        text += f" from noise of {task['latent_components']} Gaussians (separation {task['latent_separation']})"
+    return text
 
 
 def measure(unet: torch.nn.Module, objective: DenoisingObjective, task: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -186,15 +202,12 @@ def main() -> None:
                 task["samples"] = str(args.out / "quality_unet_samples" / f"{_label(density)}_ddim{{steps}}.png")
             tasks.append(task)
     rows = run_grid(tasks, args.out / "quality_unet.jsonl", args.workers, runner=run)
-    moment_term = (f" + {args.moment_weight:g} x moment matching of {args.moment_features} on {args.moment_steps}-step "
-                   "DDIM samples" if args.moment_weight else "")
-    if args.latent_components:
-        moment_term += f" from noise of {args.latent_components} Gaussians (separation {args.latent_separation})"
+    objective = objective_text(tasks[0])
     if args.init_from:
-        moment_term += f", scores from the finished runs of {args.init_from}"
+        objective += f", scores from the finished runs of {args.init_from}"
     report(per_sampler(rows), args.out, "quality_unet",
-           f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, DDPM denoising ({args.prediction_type}, "
-           f"1000 linear steps){moment_term}, Adam beta1 {args.beta1}, lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",
+           f"MNIST 32x32, UNet2DModel, {args.steps} steps, batch {args.batch}, {objective}, Adam beta1 {args.beta1}, "
+           f"lr {args.lr} scores / {args.dense_lr} dense; unet/k: k-step DDIM samples",
            args.eval_samples, runs=rows)
     sheet = [(f"{steps}-step DDIM", [(_label(t["density"]), t["samples"].format(steps=steps)) for t in tasks if "samples" in t])
              for steps in args.sample_steps]

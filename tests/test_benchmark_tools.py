@@ -158,23 +158,28 @@ def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side
     pruned_unet = _load("pruned_unet")
     try:
         monkeypatch.setattr("sys.argv", ["pruned_unet.py", *common])
-        try:
+        with pytest.raises(FileNotFoundError, match="python benchmarks/quality_unet.py --densities 1 --seeds 0"):
             pruned_unet.main()
-        except FileNotFoundError as error:
-            assert "python benchmarks/quality_unet.py --densities 1" in str(error)
-        else:
-            raise AssertionError("a missing base was not reported")
+        # the base trained with a moment term and a prior: the masks over it are searched with the same objective
         monkeypatch.setattr("sys.argv", ["quality_unet.py", "--densities", "1", "--seeds", "0", "--steps", "2",
-                                         "--batch", "4", *common])
+                                         "--batch", "4", "--prediction-type", "sample", "--moment-weight", "0.5",
+                                         "--moment-steps", "1", "--moment-features", "mnist",
+                                         "--latent-components", "3", *common])
         _load("quality_unet").main()
-        argv = ["pruned_unet.py", "--densities", "0.5", "--steps", "2", "--batch", "4", *common]
-        monkeypatch.setattr("sys.argv", argv)
+        monkeypatch.setattr("sys.argv", ["pruned_unet.py", "--densities", "0.5", "--steps", "2", *common])
         pruned_unet.main()
     finally:
         torch.set_num_threads(threads)
     table = (tmp_path / "pruned_unet.txt").read_text().splitlines()
     assert [line.split()[:2] for line in table[2:]] == [["real", "-"], ["trained/1", "dense"], ["magnitude/1", "50%"],
                                                         ["ticket/1", "50%"]]
+    assert "DDPM denoising (sample, 1000 linear steps) + 0.5 x moment matching of mnist on 1-step" in table[0]
+    rows = [json.loads(line) for line in (tmp_path / "pruned_unet.jsonl").read_text().splitlines()]
+    assert [row["family"] for row in rows] == ["trained", "magnitude", "ticket"]  # the searches run last
+    ticket = rows[-1]
+    assert (ticket["batch"], ticket["prediction_type"], ticket["moment_weight"], ticket["latent_components"]) == (
+        4, "sample", 0.5, 3)
+    assert pruned_unet.objective_of(ticket).prior == lt.LatentMixture(3, ticket["latent_separation"], seed=0)
     assert (tmp_path / "pruned_unet_samples.png").stat().st_size > 0
     checkpoint = tmp_path / "quality_unet_runs" / "dense_0" / "checkpoint.pt"
     base = pruned_unet.trained_base(checkpoint)
@@ -184,7 +189,7 @@ def test_masks_over_the_trained_unet_and_its_magnitude_pruning_are_measured_side
         assert abs(float((weights[name] != 0).float().mean()) - 0.5) < 0.01, name
     _stop_after_step_1(checkpoint)
     with pytest.raises(ValueError, match="stopped at step 1 of 2"):
-        pruned_unet.trained_base(checkpoint)
+        pruned_unet.base_run(tmp_path, 0)
 
 
 def test_unet_quality_passes_the_prediction_type_and_the_noise_prior_to_the_objective():
